@@ -1,0 +1,56 @@
+"""Command line: ``python -m fastconv <command>`` (also installed as ``fastconv``).
+
+Commands (each implemented beside the code it drives, and imported only when used):
+
+- ``demo``: the main job.  On a GPU: the seed's problem (KernelBench level-1 #80) against cuDNN and the seed's
+  ``direct`` kernel.  Without a GPU: a small problem in Triton's interpreter, compared with ``F.conv2d``.
+- ``bench``: the benchmark table, JSON and chart (:mod:`fastconv.bench.runner`).
+- ``gate``: the A/B performance and correctness gate for CI (:mod:`fastconv.bench.gate`).
+- ``inspect``: the static resource table of every kernel config per target GPU (:mod:`fastconv.static`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command -> module that provides configure(parser) and run(args) -> int
+COMMANDS = {
+    "demo": ("fastconv.demo", "run a problem against torch (the main job)"),
+    "bench": ("fastconv.bench.runner", "benchmark fastconv against cuDNN and the seed"),
+    "gate": ("fastconv.bench.gate", "A/B performance + correctness gate against a baseline"),
+    "inspect": ("fastconv.static.inspect", "registers/spills/shared memory/occupancy of every kernel config"),
+}
+
+
+def _ensure_interpreter_if_no_gpu() -> None:
+    """Without a GPU, kernels run in Triton's interpreter, which must be on before kernels are imported."""
+    if os.environ.get("TRITON_INTERPRET") is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["TRITON_INTERPRET"] = "1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastconv", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(_module=module)
+        # configure() only adds arguments: import the module lazily but after the interpreter decision
+    argv = sys.argv[1:] if argv is None else argv
+    _ensure_interpreter_if_no_gpu()
+    # second pass: let the chosen command add its own arguments
+    known, _ = parser.parse_known_args(argv)
+    mod = importlib.import_module(known._module)
+    sub_parser = sub.choices[known.command]
+    mod.configure(sub_parser)
+    args = parser.parse_args(argv)
+    return int(mod.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

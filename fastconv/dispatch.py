@@ -1,0 +1,110 @@
+"""Backend and precision selection.
+
+``backend`` names a kernel of :mod:`fastconv.kernels` (``"direct"`` is the seed's baseline) or ``"auto"``
+(the fastest kernel that supports the problem).  ``precision`` applies to float32 inputs:
+
+- ``"tf32"``: tensor cores with operands rounded to TF32 (round to nearest, as cuDNN does);
+- ``"ieee"``: exact float32 products (no tensor cores);
+- ``"tf32x3"``: three TF32 products that recover near-float32 accuracy on tensor cores.
+
+The default follows torch: ``"tf32"`` when ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default),
+``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path (``"native"``).
+Both can be set per call (keywords of :func:`fastconv.conv2d`), for a block of code
+(:func:`use_backend`), or for a process (``FASTCONV_BACKEND``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+
+import torch
+
+from .kernels import REGISTRY, ConvKernel
+from .problem import ConvProblem
+
+__all__ = ["use_backend", "get_backend", "resolve_precision", "select_kernel", "available_backends",
+           "FLOAT32_PRECISIONS", "AUTO_ORDER"]
+
+FLOAT32_PRECISIONS = ("tf32", "ieee", "tf32x3")
+# Priority of "auto": the first kernel whose supports() accepts the problem is used.
+AUTO_ORDER = ("depthwise", "igemm", "direct")
+
+_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_backend", default=None)
+_precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_precision", default=None)
+
+
+def available_backends() -> list[str]:
+    return ["auto", *sorted(REGISTRY)]
+
+
+def _check_backend(name: str) -> str:
+    if name not in available_backends():
+        raise ValueError(f"fastconv: unknown backend {name!r}; choose one of {available_backends()}")
+    return name
+
+
+def _check_precision(precision: str | None) -> str | None:
+    if precision is not None and precision not in (*FLOAT32_PRECISIONS, "native"):
+        raise ValueError(f"fastconv: unknown precision {precision!r}; choose one of {FLOAT32_PRECISIONS} or None")
+    return precision
+
+
+def get_backend() -> str:
+    """The backend in force: the innermost :func:`use_backend`, else ``$FASTCONV_BACKEND``, else ``"auto"``."""
+    name = _backend.get()
+    if name is None:
+        name = os.environ.get("FASTCONV_BACKEND", "auto") or "auto"
+    return _check_backend(name)
+
+
+@contextlib.contextmanager
+def use_backend(backend: str | None = None, *, precision: str | None = None):
+    """Select the kernel (and optionally the float32 precision) for the ``fastconv.conv2d`` calls inside.
+
+    >>> with fastconv.use_backend("direct"):
+    ...     y = fastconv.conv2d(x, w)
+    """
+    tokens = []
+    if backend is not None:
+        tokens.append((_backend, _backend.set(_check_backend(backend))))
+    if precision is not None:
+        tokens.append((_precision, _precision.set(_check_precision(precision))))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def resolve_precision(dtype: str, precision: str | None) -> str:
+    """The arithmetic a call uses: one of ``FLOAT32_PRECISIONS`` for float32, ``"native"`` for half types."""
+    precision = _check_precision(precision if precision is not None else _precision.get())
+    if dtype != "float32":
+        if precision not in (None, "native"):
+            raise ValueError(f"fastconv: precision={precision!r} applies to float32 inputs only, got {dtype} input")
+        return "native"
+    if precision is None:
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    if precision == "native":
+        raise ValueError("fastconv: precision='native' is for float16/bfloat16 inputs; float32 takes "
+                         f"one of {FLOAT32_PRECISIONS}")
+    return precision
+
+
+def select_kernel(problem: ConvProblem, precision: str, backend: str | None = None) -> ConvKernel:
+    """The kernel that runs ``problem``: the named backend, or the first of ``AUTO_ORDER`` that supports it."""
+    name = _check_backend(backend) if backend is not None else get_backend()
+    if name != "auto":
+        kernel = REGISTRY[name]
+        if not kernel.supports(problem, precision):
+            raise NotImplementedError(
+                f"fastconv: backend {name!r} does not support {problem.short()} with precision {precision!r}"
+            )
+        return kernel
+    for candidate in AUTO_ORDER:
+        kernel = REGISTRY.get(candidate)
+        if kernel is not None and kernel.supports(problem, precision):
+            return kernel
+    raise NotImplementedError(f"fastconv: no kernel supports {problem.short()}")  # pragma: no cover

@@ -1,0 +1,19 @@
+"""The conv2d kernels.  Importing this package registers every kernel in :data:`REGISTRY`.
+
+- :mod:`.direct`: the seed's scalar direct convolution (the ``direct`` baseline);
+- :mod:`.igemm`: the implicit GEMM on tensor cores (the default for general convolutions);
+- :mod:`.depthwise`: a memory-bound direct kernel for depthwise and small-group convolutions.
+"""
+
+from .base import REGISTRY, ConvKernel, StaticVariant, register  # noqa: F401
+from . import direct  # noqa: F401  (registers "direct")
+
+
+def get_kernel(name: str) -> ConvKernel:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown fastconv kernel {name!r}; available: {sorted(REGISTRY)}") from None
+
+
+__all__ = ["REGISTRY", "ConvKernel", "StaticVariant", "register", "get_kernel"]

@@ -1,0 +1,64 @@
+"""What every conv kernel of fastconv provides, and the registry the dispatcher, tuner and static gate use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..problem import ConvProblem
+from ..tuning.configs import KernelConfig
+
+__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register"]
+
+
+@dataclass(frozen=True)
+class StaticVariant:
+    """One compilation unit for the static gate: a ``@triton.jit`` function, its argument types and constexprs.
+
+    ``signature`` maps every non-constexpr argument name to a Triton type string (``"*fp32"``, ``"i32"``,
+    ``"i64"``...); ``constexprs`` maps constexpr argument names to values (block sizes included).
+    ``tensor_core`` says whether the SASS must contain tensor-core instructions.
+    """
+
+    kernel: str
+    fn: Any
+    signature: dict[str, str]
+    constexprs: dict[str, Any]
+    config: KernelConfig
+    label: str
+    tensor_core: bool = False
+
+
+@dataclass
+class ConvKernel:
+    """A conv2d implementation.
+
+    - ``supports(problem, precision)``: whether it computes this problem (False -> not chosen);
+    - ``configs(problem, precision)``: every launch config valid for the problem (first = interpreter default);
+    - ``launch(x, weight, bias, problem, precision, out, config)``: computes ``out`` (already allocated with
+      torch's shape and memory format) from ``x`` ``(N, C, H, W)`` of any strides;
+    - ``static_variants()``: the compilation units the static gate checks (all shipped configs).
+    """
+
+    name: str
+    supports: Callable[[ConvProblem, str], bool]
+    configs: Callable[[ConvProblem, str], list[KernelConfig]]
+    launch: Callable[..., None]
+    static_variants: Callable[[], list[StaticVariant]] = field(default=lambda: [])
+    description: str = ""
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, problem: ConvProblem,
+                 precision: str, out: torch.Tensor, config: KernelConfig) -> torch.Tensor:
+        self.launch(x, weight, bias, problem, precision, out, config)
+        return out
+
+
+REGISTRY: dict[str, ConvKernel] = {}
+
+
+def register(kernel: ConvKernel) -> ConvKernel:
+    REGISTRY[kernel.name] = kernel
+    return kernel
+

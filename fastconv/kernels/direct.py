@@ -1,0 +1,119 @@
+"""The seed's direct convolution, kept as the ``direct`` baseline.
+
+One program per (batch, output channel) pair and block of output pixels; scalar loops over input channel,
+kernel row and kernel column; no tensor cores.  Changes from the seed (``shared/seed``), none of which
+changes its algorithm: it reads the input and writes the output through their strides (any memory
+format), supports groups and asymmetric ("same") padding, computes offsets in 64 bits, accumulates in fp32
+for half inputs, and is launched with an explicit config instead of ``@triton.autotune`` (which crashes
+under the interpreter).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ..problem import ConvProblem
+from ..tuning.configs import KernelConfig
+from .base import ConvKernel, StaticVariant, register
+
+__all__ = ["direct_conv2d_kernel", "DIRECT"]
+
+
+@triton.jit
+def direct_conv2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    C_IN_G, H, W, C_OUT, C_OUT_G, OH, OW,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wo, stride_wc, stride_wh, stride_ww,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_HW: tl.constexpr,
+):
+    # -- map program ids: axis 0 = (batch, output channel), axis 1 = block of output pixels --------------
+    pid_nc = tl.program_id(0)
+    pid_hw = tl.program_id(1)
+    n = pid_nc // C_OUT
+    oc = pid_nc % C_OUT
+    g = oc // C_OUT_G
+
+    offs_hw = pid_hw * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    mask_hw = offs_hw < OH * OW
+    oh = offs_hw // OW
+    ow = offs_hw % OW
+    ih0 = oh * conv_stride_h - pad_h
+    iw0 = ow * conv_stride_w - pad_w
+
+    # -- pointers to this sample / this filter (64-bit: tensors may pass 2**31 elements) ----------------
+    x_base = x_ptr + n.to(tl.int64) * stride_xn + (g * C_IN_G).to(tl.int64) * stride_xc
+    w_base = w_ptr + oc.to(tl.int64) * stride_wo
+
+    # -- the seed's scalar loops --------------------------------------------------------------------------
+    acc = tl.zeros([BLOCK_HW], dtype=tl.float32)
+    x_c = x_base  # advanced by one channel per iteration: pointer arithmetic stays 64-bit
+    for ic in range(0, C_IN_G):
+        for kh in tl.static_range(KH):
+            ih = ih0 + kh * dil_h
+            valid_h = (ih >= 0) & (ih < H)
+            row = x_c + tl.where(valid_h, ih, 0).to(tl.int64) * stride_xh
+            for kw in tl.static_range(KW):
+                iw = iw0 + kw * dil_w
+                valid = mask_hw & valid_h & (iw >= 0) & (iw < W)
+                x_val = tl.load(row + tl.where(valid, iw, 0).to(tl.int64) * stride_xw, mask=valid, other=0.0)
+                w_val = tl.load(w_base + ic * stride_wc + kh * stride_wh + kw * stride_ww)
+                acc += x_val.to(tl.float32) * w_val.to(tl.float32)
+        x_c += stride_xc
+
+    # -- epilogue: bias, cast, store through the output's strides ----------------------------------------
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + oc).to(tl.float32)
+    y_offs = n.to(tl.int64) * stride_yn + oc.to(tl.int64) * stride_yc + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_hw)
+
+
+def _configs(problem: ConvProblem, precision: str) -> list[KernelConfig]:
+    # The seed's three configs; the smallest block first (the interpreter's default: least masked work).
+    return [KernelConfig.of(num_warps=4, num_stages=2, BLOCK_HW=b) for b in (64, 128, 256)]
+
+
+def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    grid = (p.batch * p.c_out, triton.cdiv(p.oh * p.ow, config["BLOCK_HW"]))
+    direct_conv2d_kernel[grid](
+        x, weight, bias if bias is not None else weight, out,
+        p.c_in_per_group, p.h, p.w, p.c_out, p.c_out_per_group, p.oh, p.ow,
+        *x.stride(), *weight.stride(), *out.stride(),
+        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
+        KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias,
+        num_warps=config.num_warps, num_stages=config.num_stages, **config.kwargs,
+    )
+
+
+def _static_variants() -> list[StaticVariant]:
+    # The seed's own problem (kernel 5x9), in each dtype, for every config.
+    variants = []
+    ints = ["C_IN_G", "H", "W", "C_OUT", "C_OUT_G", "OH", "OW",
+            "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_wo", "stride_wc", "stride_wh", "stride_ww",
+            "stride_yn", "stride_yc", "stride_yh", "stride_yw",
+            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
+    seed = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))
+    for dt in ("fp32", "fp16", "bf16"):
+        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
+        for cfg in _configs(seed, "ieee"):
+            variants.append(StaticVariant(
+                kernel="direct", fn=direct_conv2d_kernel, signature=sig,
+                constexprs={"KH": 5, "KW": 9, "HAS_BIAS": False, **cfg.kwargs}, config=cfg,
+                label=f"direct {dt} k5x9", tensor_core=False,
+            ))
+    return variants
+
+
+DIRECT = register(ConvKernel(
+    name="direct",
+    supports=lambda p, precision: True,
+    configs=_configs,
+    launch=_launch,
+    static_variants=_static_variants,
+    description="the seed's scalar direct convolution (baseline; no tensor cores)",
+))

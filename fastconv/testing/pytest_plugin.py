@@ -1,0 +1,1 @@
+"""pytest plugin of fastconv.testing (fixtures for kernel tests); filled in by the verification framework."""

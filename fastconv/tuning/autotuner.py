@@ -1,0 +1,177 @@
+"""Per-problem config choice: timed on a GPU, deterministic in the interpreter, cached in memory and on disk.
+
+The key is everything the choice may depend on: kernel name, the full :class:`ConvProblem` (shapes, conv
+parameters, groups, dtype, bias, output layout), the precision, the input's memory layout, and the GPU.
+Choices persist as JSON in ``$FASTCONV_CACHE_DIR`` (default ``~/.cache/fastconv``), one file per GPU name and
+Triton version, so a new process reuses them; ``FASTCONV_AUTOTUNE=0`` skips timing and takes the default
+config.  The time the first call spends tuning is recorded in :data:`TUNING_LOG` (and returned by
+:func:`tuning_report`), because it is a cost the user sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..problem import ConvProblem
+from .configs import KernelConfig
+
+__all__ = ["choose_config", "tuning_report", "TUNING_LOG", "clear_cache", "cache_path", "forced_config"]
+
+
+@dataclass
+class TuningRecord:
+    kernel: str
+    problem: str
+    precision: str
+    config: str
+    seconds: float
+    candidates: int
+    source: str  # "timed", "disk", "default"
+
+
+TUNING_LOG: list[TuningRecord] = []
+_MEMORY: dict[tuple, KernelConfig] = {}
+_LOCK = threading.Lock()
+_DISK_LOADED: set[Path] = set()
+_FORCED = threading.local()
+
+
+class forced_config:
+    """Context manager that makes every launch of ``kernel`` use ``config`` (tests run each config this way)."""
+
+    def __init__(self, kernel: str, config: KernelConfig):
+        self.kernel, self.config = kernel, config
+
+    def __enter__(self):
+        stack = getattr(_FORCED, "stack", None)
+        if stack is None:
+            stack = _FORCED.stack = []
+        stack.append((self.kernel, self.config))
+        return self.config
+
+    def __exit__(self, *exc):
+        _FORCED.stack.pop()
+
+
+def _forced(kernel: str) -> KernelConfig | None:
+    for name, cfg in reversed(getattr(_FORCED, "stack", [])):
+        if name == kernel:
+            return cfg
+    return None
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "interpreter"
+
+
+def cache_path(device: torch.device) -> Path:
+    import triton
+
+    root = Path(os.environ.get("FASTCONV_CACHE_DIR", Path.home() / ".cache" / "fastconv"))
+    safe = "".join(c if c.isalnum() else "_" for c in _device_name(device))
+    return root / f"tuning-{safe}-triton{triton.__version__}.json"
+
+
+def _key_str(kernel: str, problem: ConvProblem, precision: str, layout: str) -> str:
+    return json.dumps([kernel, list(problem.key()), precision, layout])
+
+
+def _load_disk(path: Path) -> None:
+    if path in _DISK_LOADED:
+        return
+    _DISK_LOADED.add(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    for k, v in data.items():
+        _MEMORY[(str(path), k)] = KernelConfig.from_json(v)
+
+
+def _save_disk(path: Path, key: str, cfg: KernelConfig) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data[key] = cfg.to_json()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:  # a read-only home must not break a conv call
+        pass
+
+
+def clear_cache(disk: bool = False) -> None:
+    """Forget tuned choices (in memory; and the disk files too when ``disk``)."""
+    with _LOCK:
+        if disk:
+            for path in list(_DISK_LOADED):
+                path.unlink(missing_ok=True)
+        _MEMORY.clear()
+        _DISK_LOADED.clear()
+        TUNING_LOG.clear()
+
+
+def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run, device: torch.device
+                  ) -> KernelConfig:
+    """Pick the config ``kernel`` uses for ``problem``.
+
+    ``run(config)`` launches the kernel once with that config (into a scratch output).  Under the interpreter,
+    or with ``FASTCONV_AUTOTUNE=0``, the first config of ``kernel.configs`` is taken: deterministic, and tests
+    cover the others by forcing each one (:class:`forced_config`).
+    """
+    forced = _forced(kernel.name)
+    if forced is not None:
+        return forced
+    configs = kernel.configs(problem, precision)
+    if not configs:
+        raise RuntimeError(f"fastconv: kernel {kernel.name} has no config that fits {problem.short()}")
+    if device.type != "cuda" or len(configs) == 1 or os.environ.get("FASTCONV_AUTOTUNE", "1") == "0":
+        return configs[0]
+
+    path = cache_path(device)
+    key = _key_str(kernel.name, problem, precision, layout)
+    with _LOCK:
+        _load_disk(path)
+        hit = _MEMORY.get((str(path), key))
+    if hit is not None:
+        return hit
+
+    from triton.testing import do_bench
+
+    t0 = time.perf_counter()
+    timings = []
+    for cfg in configs:
+        try:
+            ms = do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=20, return_mode="median")
+        except Exception as exc:  # a config that fails to compile or launch (out of resources) is skipped
+            if "resources" not in str(exc).lower() and "shared memory" not in str(exc).lower():
+                raise
+            ms = float("inf")
+        timings.append((ms, cfg))
+    best_ms, best = min(timings, key=lambda t: t[0])
+    if best_ms == float("inf"):
+        raise RuntimeError(f"fastconv: no config of {kernel.name} could run {problem.short()}")
+    seconds = time.perf_counter() - t0
+    with _LOCK:
+        _MEMORY[(str(path), key)] = best
+        _save_disk(path, key, best)
+        TUNING_LOG.append(TuningRecord(kernel.name, problem.short(), precision, best.name(), seconds,
+                                       len(configs), "timed"))
+    return best
+
+
+def tuning_report() -> list[dict]:
+    """What tuning cost so far in this process: one row per tuned problem."""
+    return [vars(r).copy() for r in TUNING_LOG]
