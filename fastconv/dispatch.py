@@ -29,7 +29,7 @@ __all__ = ["use_backend", "get_backend", "resolve_precision", "select_kernel", "
 
 FLOAT32_PRECISIONS = ("tf32", "ieee", "tf32x3")
 # Priority of "auto": the first kernel whose supports() accepts the problem is used.
-AUTO_ORDER = ("depthwise", "igemm", "direct")
+AUTO_ORDER = ("depthwise", "pointwise", "igemm", "direct")
 
 _backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_backend", default=None)
 _precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_precision", default=None)

@@ -1,12 +1,13 @@
 """The conv2d kernels.  Importing this package registers every kernel in :data:`REGISTRY`.
 
 - :mod:`.direct`: the seed's scalar direct convolution (the ``direct`` baseline);
-- :mod:`.igemm`: the implicit GEMM on tensor cores (the default for general convolutions);
+- :mod:`.igemm`: the implicit GEMM on tensor cores (``igemm``, the default for general convolutions) and
+  its 1x1 special case as a plain GEMM (``pointwise``);
 - :mod:`.depthwise`: a memory-bound direct kernel for depthwise and small-group convolutions.
 """
 
 from .base import REGISTRY, ConvKernel, StaticVariant, register  # noqa: F401
-from . import direct  # noqa: F401  (registers "direct")
+from . import depthwise, direct, igemm  # noqa: F401  (each module registers its kernels)
 
 
 def get_kernel(name: str) -> ConvKernel:

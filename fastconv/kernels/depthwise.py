@@ -1,0 +1,131 @@
+"""Depthwise and small-group convolution as a memory-bound direct kernel (no ``tl.dot`` on K < 16).
+
+With ``C_in/groups`` of 1 (depthwise) or a few channels, the reduction per output is only
+``C_in/groups * KH * KW`` long: too short for tensor cores, and the problem is bound by memory traffic.  Each
+program computes a ``[BLOCK_W, BLOCK_C]`` tile of one output row (``BLOCK_W`` output columns of ``BLOCK_C``
+output channels) with fp32 FMAs, the kernel taps unrolled.  Loads go through the input's strides, so NCHW
+(coalesced along W) and NHWC (coalesced along C) are both read in place; neighbouring taps hit in L1/L2.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ..problem import ConvProblem
+from ..tuning.configs import KernelConfig
+from .base import ConvKernel, StaticVariant, register
+
+__all__ = ["depthwise_conv2d_kernel", "DEPTHWISE", "MAX_CIN_PER_GROUP"]
+
+# Above this many input channels per group the reduction is long enough for the implicit GEMM.
+MAX_CIN_PER_GROUP = 4
+
+
+@triton.jit
+def depthwise_conv2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    H, W, C_OUT, OH, OW,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wo, stride_wc, stride_wh, stride_ww,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
+    C_IN_G: tl.constexpr, C_OUT_G: tl.constexpr,
+    KH: tl.constexpr, KW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    # -- map program ids: axis 0 = (batch, output row), axis 1 = column block, axis 2 = channel block ---------
+    pid_row = tl.program_id(0)
+    pid_w = tl.program_id(1)
+    pid_c = tl.program_id(2)
+    n = (pid_row // OH).to(tl.int64)
+    oh = pid_row % OH
+    offs_w = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)
+    offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    w_mask = offs_w < OW
+    c_mask = offs_c < C_OUT
+
+    # -- first input channel each output channel reads (depthwise: the same index) ----------------------------
+    if C_OUT_G == 1:
+        cin0 = offs_c * C_IN_G
+    else:
+        cin0 = (offs_c // C_OUT_G) * C_IN_G
+    x_base = x_ptr + n * stride_xn + cin0.to(tl.int64)[None, :] * stride_xc  # [1, BLOCK_C]
+    w_base = w_ptr + offs_c.to(tl.int64) * stride_wo  # [BLOCK_C]
+    iw0 = offs_w * conv_stride_w - pad_w
+    ih0 = oh * conv_stride_h - pad_h
+
+    # -- taps, unrolled; fp32 FMAs ----------------------------------------------------------------------------
+    acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
+    for ci in tl.static_range(C_IN_G):
+        for kh in tl.static_range(KH):
+            ih = ih0 + kh * dil_h
+            h_ok = (ih >= 0) & (ih < H)
+            x_row = x_base + ci * stride_xc + ih.to(tl.int64) * stride_xh
+            for kw in tl.static_range(KW):
+                iw = iw0 + kw * dil_w
+                ok = (w_mask & (iw >= 0) & (iw < W) & h_ok)[:, None] & c_mask[None, :]
+                xv = tl.load(x_row + iw.to(tl.int64)[:, None] * stride_xw, mask=ok, other=0.0)
+                wv = tl.load(w_base + ci * stride_wc + kh * stride_wh + kw * stride_ww, mask=c_mask, other=0.0)
+                acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+
+    # -- epilogue ------------------------------------------------------------------------------------------------
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = (y_ptr + n * stride_yn + oh.to(tl.int64) * stride_yh + offs_w.to(tl.int64)[:, None] * stride_yw
+              + offs_c.to(tl.int64)[None, :] * stride_yc)
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=w_mask[:, None] & c_mask[None, :])
+
+
+def _supports(p: ConvProblem, precision: str) -> bool:
+    return p.groups > 1 and p.c_in_per_group <= MAX_CIN_PER_GROUP
+
+
+def _configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
+    """Tiles along W for NCHW (W contiguous), along C for NHWC (C contiguous); the layout's own first."""
+    along_w = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
+               for bw, bc in ((128, 4), (64, 8), (256, 2), (32, 16))]
+    along_c = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
+               for bw, bc in ((8, 64), (16, 32), (4, 128))]
+    return along_c + along_w if p.channels_last else along_w + along_c
+
+
+def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    kw = config.kwargs
+    grid = (p.batch * p.oh, triton.cdiv(p.ow, kw["BLOCK_W"]), triton.cdiv(p.c_out, kw["BLOCK_C"]))
+    depthwise_conv2d_kernel[grid](
+        x, weight, bias if bias is not None else weight, out,
+        p.h, p.w, p.c_out, p.oh, p.ow,
+        *x.stride(), *weight.stride(), *out.stride(),
+        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
+        C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias,
+        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
+    )
+
+
+def _static_variants() -> list[StaticVariant]:
+    ints = ["H", "W", "C_OUT", "OH", "OW", "stride_xn", "stride_xc", "stride_xh", "stride_xw",
+            "stride_wo", "stride_wc", "stride_wh", "stride_ww", "stride_yn", "stride_yc", "stride_yh", "stride_yw",
+            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
+    out = []
+    prob = ConvProblem.make(16, 64, 64, 256, 256, 3, 1, 1, groups=64)
+    for dt in ("fp32", "fp16", "bf16"):
+        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
+        for cfg in _configs(prob, "ieee"):
+            out.append(StaticVariant(
+                kernel="depthwise", fn=depthwise_conv2d_kernel, signature=sig,
+                constexprs={"C_IN_G": 1, "C_OUT_G": 1, "KH": 3, "KW": 3, "HAS_BIAS": True, **cfg.kwargs},
+                config=cfg, label=f"depthwise {dt} k3x3", tensor_core=False,
+            ))
+    return out
+
+
+DEPTHWISE = register(ConvKernel(
+    name="depthwise",
+    supports=_supports,
+    configs=_configs,
+    launch=_launch,
+    static_variants=_static_variants,
+    description="direct fp32-FMA kernel for depthwise and small-group convolutions (memory-bound)",
+))

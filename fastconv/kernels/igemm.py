@@ -1,0 +1,430 @@
+"""Implicit-GEMM convolution on tensor cores, and its 1x1 special case as a plain GEMM.
+
+The convolution as a matrix product, per group ``g``:
+
+    out[m, n] = sum_k A[m, k] * B[k, n]
+    m = (batch, oh, ow)            M = N * OH * OW        output pixels
+    n = output channel in group    N = C_out / groups
+    k = (kh, kw, ci)               K = KH * KW * C_in / groups, ci fastest
+
+``A`` is never built: each K step loads a ``[BLOCK_M, BLOCK_K]`` tile straight from the activation.  With
+channels contiguous (NHWC) that tile is ``BLOCK_M`` rows of ``BLOCK_K`` consecutive channels of one kernel
+tap, so the row addresses and padding masks are computed once per tap (not per element).  The weight is
+packed once (and cached) as ``(C_out, K)``, K contiguous, so the ``B`` tile is K-major as the tensor cores
+want it.  Two K orders exist:
+
+- per tap (``FLAT_K=False``): the K loop walks (tap, channel block); one row mask per tap;
+- flat (``FLAT_K=True``): for small ``C_in/groups`` (a stem layer's 3 channels), k is decoded per element so
+  BLOCK_K lanes are not wasted on padding channels.
+
+Accumulation is fp32; bias is added in the epilogue; the output is written through its strides in the memory
+format torch would return.  Offsets are 64-bit where tensors may pass 2**31 elements.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..problem import ConvProblem
+from ..tuning.configs import KernelConfig
+from .base import ConvKernel, StaticVariant, register
+from .common import dot_upcast, packed_weight, prepare_nhwc, round_tf32
+
+__all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
+
+
+@triton.jit
+def igemm_conv2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    M, H, W, C_IN_G, C_OUT_G, OH, OW, K_ITERS, C_ITERS,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wn,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr,
+    FLAT_K: tl.constexpr,  # decode k per element (small C_in/groups)
+    EVEN_K: tl.constexpr,  # C_in/groups % BLOCK_K == 0: no channel mask
+    HAS_BIAS: tl.constexpr,
+    ROUND_A: tl.constexpr,  # round the activation to TF32 in the loop (when it was not rounded before)
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "tf32", "tf32x3" or "ieee"
+    UPCAST: tl.constexpr,  # interpreter: half operands to fp32 before tl.dot
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # -- map program ids: axis 0 walks (M tile, N tile) with N fastest, so neighbours share A; axis 1 = group
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    num_pid_n = tl.cdiv(C_OUT_G, BLOCK_N)
+    pid_m = pid // num_pid_n
+    pid_n = pid % num_pid_n
+
+    # -- output pixels of this tile: m -> (batch, oh, ow) -------------------------------------------------
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < C_OUT_G
+    ow = offs_m % OW
+    t = offs_m // OW
+    oh = t % OH
+    nb = t // OH
+    ih0 = oh * conv_stride_h - pad_h
+    iw0 = ow * conv_stride_w - pad_w
+
+    # -- base pointers: this tile's samples and group; this tile's filters ---------------------------------
+    x_rows = x_ptr + nb.to(tl.int64) * stride_xn + (g * C_IN_G).to(tl.int64) * stride_xc  # [BLOCK_M]
+    w_cols = w_ptr + (g * C_OUT_G + offs_n).to(tl.int64) * stride_wn  # [BLOCK_N]
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if FLAT_K:
+        # -- K loop, flat: k -> (kh, kw, ci) per element ------------------------------------------------------
+        K_TOTAL = KH * KW * C_IN_G
+        for it in range(0, K_ITERS):
+            kk = it * BLOCK_K + offs_k
+            k_ok = kk < K_TOTAL
+            ci = kk % C_IN_G
+            tap = kk // C_IN_G
+            ih = ih0[:, None] + ((tap // KW) * dil_h)[None, :]
+            iw = iw0[:, None] + ((tap % KW) * dil_w)[None, :]
+            a_mask = m_mask[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a_ptrs = (x_rows[:, None] + ih.to(tl.int64) * stride_xh + iw.to(tl.int64) * stride_xw
+                      + ci[None, :].to(tl.int64) * stride_xc)
+            a = tl.load(a_ptrs, mask=a_mask, other=0.0)
+            b = tl.load(w_cols[None, :] + kk[:, None], mask=k_ok[:, None] & n_mask[None, :], other=0.0)
+            if ROUND_A:
+                a = round_tf32(a)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    else:
+        # -- K loop, per tap: (kh, kw) outer, channel blocks inner, flattened into one pipelined loop -------
+        for it in range(0, K_ITERS):
+            tap = it // C_ITERS
+            c0 = (it - tap * C_ITERS) * BLOCK_K
+            kh = tap // KW
+            kw = tap - kh * KW
+            ih = ih0 + kh * dil_h
+            iw = iw0 + kw * dil_w
+            row_ok = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # once per tap, not per element
+            a_row = x_rows + ih.to(tl.int64) * stride_xh + iw.to(tl.int64) * stride_xw
+            kc = c0 + offs_k
+            a_ptrs = a_row[:, None] + kc[None, :].to(tl.int64) * stride_xc
+            b_ptrs = w_cols[None, :] + (tap * C_IN_G + kc)[:, None]
+            if EVEN_K:
+                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+                b = tl.load(b_ptrs, mask=n_mask[None, :], other=0.0)
+            else:
+                c_ok = kc < C_IN_G
+                a = tl.load(a_ptrs, mask=row_ok[:, None] & c_ok[None, :], other=0.0)
+                b = tl.load(b_ptrs, mask=c_ok[:, None] & n_mask[None, :], other=0.0)
+            if ROUND_A:
+                a = round_tf32(a)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+
+    # -- epilogue: bias, cast, store through the output's strides -------------------------------------------
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    y_row = nb.to(tl.int64) * stride_yn + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
+    y_col = (g * C_OUT_G + offs_n).to(tl.int64) * stride_yc
+    y_ptrs = y_ptr + y_row[:, None] + y_col[None, :]
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+@triton.jit
+def pointwise_conv2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    HW, C_IN_G, C_OUT_G,
+    stride_xn, stride_xc, stride_xp,
+    stride_wn,
+    stride_yn, stride_yc, stride_yp,
+    EVEN_K: tl.constexpr, HAS_BIAS: tl.constexpr, ROUND_A: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """1x1, stride 1, no padding: per sample and group, out[p, n] = sum_c x[p, c] * w[n, c], read in place.
+
+    ``p`` is the flattened pixel index (H and W must flatten to one stride, true of NCHW and NHWC), so an
+    NCHW input is read without any layout change: its A tile is pixel-contiguous.
+    """
+    # -- map program ids: axis 0 = (pixel tile, N tile), axis 1 = sample, axis 2 = group --------------------
+    pid = tl.program_id(0)
+    n = tl.program_id(1).to(tl.int64)
+    g = tl.program_id(2)
+    num_pid_n = tl.cdiv(C_OUT_G, BLOCK_N)
+    pid_m = pid // num_pid_n
+    pid_n = pid % num_pid_n
+    offs_p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    p_mask = offs_p < HW
+    n_mask = offs_n < C_OUT_G
+
+    # -- pointers ---------------------------------------------------------------------------------------------
+    a_ptrs = (x_ptr + n * stride_xn + (g * C_IN_G).to(tl.int64) * stride_xc
+              + offs_p.to(tl.int64)[:, None] * stride_xp + offs_k[None, :] * stride_xc)
+    b_ptrs = w_ptr + (g * C_OUT_G + offs_n).to(tl.int64)[None, :] * stride_wn + offs_k[:, None]
+
+    # -- K loop over input channels -------------------------------------------------------------------------
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, C_IN_G, BLOCK_K):
+        if EVEN_K:
+            a = tl.load(a_ptrs, mask=p_mask[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=n_mask[None, :], other=0.0)
+        else:
+            k_ok = (k0 + offs_k) < C_IN_G
+            a = tl.load(a_ptrs, mask=p_mask[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None] & n_mask[None, :], other=0.0)
+        if ROUND_A:
+            a = round_tf32(a)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += BLOCK_K * stride_xc
+        b_ptrs += BLOCK_K
+
+    # -- epilogue -------------------------------------------------------------------------------------------
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = (y_ptr + n * stride_yn + offs_p.to(tl.int64)[:, None] * stride_yp
+              + (g * C_OUT_G + offs_n).to(tl.int64)[None, :] * stride_yc)
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=p_mask[:, None] & n_mask[None, :])
+
+
+# ==========================================================================================================
+# Configs
+# ==========================================================================================================
+# Every config here fits the RTX 4090 (sm_89: 99 KB of shared memory per block); the static gate
+# (`python -m fastconv inspect`) proves it for sm_89 and sm_90.  "PREP" is a wrapper-level choice, not a
+# kernel argument: 1 = convert the activation to NHWC (rounded to TF32 when needed) in one pass first;
+# 0 = read the activation in place (rounding in the loop).
+SHARED_LIMIT_SM89 = 99 * 1024
+
+
+def smem_bytes(cfg: KernelConfig, elem: int) -> int:
+    """Shared memory the software pipeline needs: (stages - 1) buffers of the A and B tiles."""
+    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+    return max(cfg.num_stages - 1, 1) * (bm * bk + bk * bn) * elem
+
+
+def _elem(p: ConvProblem, precision: str) -> int:
+    return 4 if p.dtype == "float32" else 2
+
+
+def _base_tiles(p: ConvProblem, precision: str) -> list[KernelConfig]:
+    ieee = p.dtype == "float32" and precision == "ieee"
+    half = p.dtype != "float32"
+    out = []
+    bk_main = 64 if half else 32
+    for bm, bn, bk, w, s in [
+        (128, 64, bk_main, 4, 4),
+        (128, 128, bk_main, 8, 3),
+        (256, 64, bk_main, 8, 3),
+        (64, 64, bk_main, 4, 4),
+        (128, 64, 16, 4, 4),
+        (64, 128, bk_main, 4, 3),
+        (128, 256, bk_main // 2, 8, 3),
+    ]:
+        if ieee:  # FMA path: no tensor-core tile shapes needed, registers are the limit
+            s = min(s, 3)
+        out.append(KernelConfig.of(num_warps=w, num_stages=s, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk))
+    return out
+
+
+def _fits(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
+    return smem_bytes(cfg, _elem(p, precision)) <= SHARED_LIMIT_SM89
+
+
+def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool) -> list[KernelConfig]:
+    """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, fitting sm_89."""
+    max_n = max(16, triton.next_power_of_2(p.c_out_per_group))
+    max_k = max(16, triton.next_power_of_2(p.c_in_per_group))
+    seen, out = set(), []
+    for c in _base_tiles(p, precision):
+        kw = c.kwargs
+        kw["BLOCK_N"] = min(kw["BLOCK_N"], max_n)
+        if clamp_k:
+            kw["BLOCK_K"] = min(kw["BLOCK_K"], max_k)
+        cfg = KernelConfig.of(num_warps=c.num_warps, num_stages=c.num_stages, **kw)
+        if cfg in seen or not _fits(cfg, p, precision):
+            continue
+        seen.add(cfg)
+        out.append(cfg)
+    return out
+
+
+def _igemm_configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
+    return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
+            for c in _clamped_tiles(p, precision, clamp_k=not _flat_k(p)) for prep in (1, 0)]
+
+
+def _pointwise_configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
+    return _clamped_tiles(p, precision, clamp_k=True)
+
+
+# ==========================================================================================================
+# Wrappers: check, prepare, launch
+# ==========================================================================================================
+def _flat_k(p: ConvProblem) -> bool:
+    return p.c_in_per_group < 16
+
+
+def _dot_precision(p: ConvProblem, precision: str) -> str:
+    if p.dtype != "float32" or dot_upcast():
+        return "ieee" if dot_upcast() else "tf32"  # half types: the precision string is ignored by tl.dot
+    return precision
+
+
+def _launch_igemm(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    tf32 = p.dtype == "float32" and precision == "tf32"
+    kw = config.kwargs
+    prep = kw.pop("PREP", 1)
+    if prep:
+        xs = prepare_nhwc(x, round_to_tf32=tf32)
+        round_a = False
+    else:
+        xs = x
+        round_a = tf32
+    wp = packed_weight(weight, round_to_tf32=tf32)
+    flat = _flat_k(p)
+    bk = kw["BLOCK_K"]
+    c_iters = triton.cdiv(p.c_in_per_group, bk)
+    k_iters = triton.cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters
+    grid = (triton.cdiv(p.gemm_m, kw["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, kw["BLOCK_N"]), p.groups)
+    igemm_conv2d_kernel[grid](
+        xs, wp, bias if bias is not None else wp, out,
+        p.gemm_m, p.h, p.w, p.c_in_per_group, p.c_out_per_group, p.oh, p.ow, k_iters, c_iters,
+        *xs.stride(), wp.stride(0), *out.stride(),
+        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
+        KH=p.kh, KW=p.kw, FLAT_K=flat, EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS=p.has_bias,
+        ROUND_A=round_a, PRECISION=_dot_precision(p, precision), UPCAST=dot_upcast() and p.dtype != "float32",
+        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
+    )
+
+
+def _pointwise_supports(p: ConvProblem, precision: str) -> bool:
+    return p.is_pointwise and (p.stride_h, p.stride_w) == (1, 1)
+
+
+def _flat_pixel_stride(t: torch.Tensor) -> int | None:
+    """The stride of the flattened (h, w) index, if h and w flatten (``stride_h == W * stride_w``)."""
+    _, _, h, w = t.shape
+    sh, sw = t.stride(2), t.stride(3)
+    if h == 1 or sh == w * sw:
+        return sw
+    if w == 1:
+        return sh
+    return None
+
+
+def _launch_pointwise(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    tf32 = p.dtype == "float32" and precision == "tf32"
+    sxp = _flat_pixel_stride(x)
+    if sxp is None:  # e.g. a view sliced along W: one copy into a layout whose pixels flatten
+        x = x.contiguous()
+        sxp = _flat_pixel_stride(x)
+    syp = _flat_pixel_stride(out)
+    wp = packed_weight(weight, round_to_tf32=tf32)
+    kw = config.kwargs
+    hw = p.h * p.w
+    grid = (triton.cdiv(hw, kw["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, kw["BLOCK_N"]), p.batch, p.groups)
+    pointwise_conv2d_kernel[grid](
+        x, wp, bias if bias is not None else wp, out,
+        hw, p.c_in_per_group, p.c_out_per_group,
+        x.stride(0), x.stride(1), sxp, wp.stride(0), out.stride(0), out.stride(1), syp,
+        EVEN_K=p.c_in_per_group % kw["BLOCK_K"] == 0, HAS_BIAS=p.has_bias, ROUND_A=tf32,
+        PRECISION=_dot_precision(p, precision), UPCAST=dot_upcast() and p.dtype != "float32",
+        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
+    )
+
+
+def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
+    return True
+
+
+# ==========================================================================================================
+# Static variants: what the static gate compiles (every shipped config, each dtype/precision it serves)
+# ==========================================================================================================
+_DT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+_MODES = [("float32", "tf32"), ("float32", "ieee"), ("float32", "tf32x3"), ("float16", "native"),
+          ("bfloat16", "native")]
+
+
+def _igemm_static_variants() -> list[StaticVariant]:
+    ints = ["M", "H", "W", "C_IN_G", "C_OUT_G", "OH", "OW", "K_ITERS", "C_ITERS",
+            "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_wn",
+            "stride_yn", "stride_yc", "stride_yh", "stride_yw",
+            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
+    out = []
+    for dtype, precision in _MODES:
+        dt = _DT[dtype]
+        # the seed's problem (per-tap K order) and a stem layer (flat K order)
+        for prob in (ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype),
+                     ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype)):
+            sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}",
+                   **{k: "i32" for k in ints}}
+            seen = set()
+            for cfg in _igemm_configs(prob, precision):
+                kw = cfg.kwargs
+                prep = kw.pop("PREP")
+                key = (tuple(sorted(kw.items())), cfg.num_warps, cfg.num_stages, prep)
+                if key in seen:
+                    continue
+                seen.add(key)
+                kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **kw)
+                tf32 = dtype == "float32" and precision == "tf32"
+                out.append(StaticVariant(
+                    kernel="igemm", fn=igemm_conv2d_kernel, signature=sig,
+                    constexprs={"KH": prob.kh, "KW": prob.kw, "FLAT_K": _flat_k(prob),
+                                "EVEN_K": prob.c_in_per_group % kw["BLOCK_K"] == 0, "HAS_BIAS": True,
+                                "ROUND_A": tf32 and not prep, "PRECISION": _dot_precision(prob, precision),
+                                "UPCAST": False, **kw},
+                    config=kcfg,
+                    label=f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in} prep{prep}",
+                    tensor_core=precision != "ieee",
+                ))
+    return out
+
+
+def _pointwise_static_variants() -> list[StaticVariant]:
+    ints = ["HW", "C_IN_G", "C_OUT_G", "stride_xn", "stride_xc", "stride_xp", "stride_wn",
+            "stride_yn", "stride_yc", "stride_yp"]
+    out = []
+    prob0 = ConvProblem.make(16, 64, 128, 1024, 1024, 1)
+    for dtype, precision in _MODES:
+        dt = _DT[dtype]
+        prob = prob0.replace(dtype=dtype)
+        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
+        for cfg in _pointwise_configs(prob, precision):
+            out.append(StaticVariant(
+                kernel="pointwise", fn=pointwise_conv2d_kernel, signature=sig,
+                constexprs={"EVEN_K": True, "HAS_BIAS": True, "ROUND_A": dtype == "float32" and precision == "tf32",
+                            "PRECISION": _dot_precision(prob, precision), "UPCAST": False, **cfg.kwargs},
+                config=cfg, label=f"pointwise {dtype}/{precision} cin{prob.c_in}",
+                tensor_core=precision != "ieee",
+            ))
+    return out
+
+
+IGEMM = register(ConvKernel(
+    name="igemm",
+    supports=_supports_tensor_cores,
+    configs=_igemm_configs,
+    launch=_launch_igemm,
+    static_variants=_igemm_static_variants,
+    description="implicit GEMM on tensor cores (any conv2d)",
+))
+
+POINTWISE = register(ConvKernel(
+    name="pointwise",
+    supports=_pointwise_supports,
+    configs=_pointwise_configs,
+    launch=_launch_pointwise,
+    static_variants=_pointwise_static_variants,
+    description="1x1 stride-1 convolution as a GEMM that reads NCHW or NHWC in place",
+))
