@@ -19,7 +19,9 @@ class StaticVariant:
 
     ``signature`` maps every non-constexpr argument name to a Triton type string (``"*fp32"``, ``"i32"``,
     ``"i64"``...); ``constexprs`` maps constexpr argument names to values (block sizes included).
-    ``tensor_core`` says whether the SASS must contain tensor-core instructions.
+    ``tensor_core`` says whether the SASS must contain tensor-core instructions; ``targets`` names the GPU
+    targets (keys of ``fastconv.tuning.configs.TARGETS``) the config is offered on: a config that needs more
+    shared memory than the RTX 4090 has is pruned there at run time and declared for ``("sm_90",)`` only.
     """
 
     kernel: str
@@ -29,6 +31,7 @@ class StaticVariant:
     config: KernelConfig
     label: str
     tensor_core: bool = False
+    targets: tuple[str, ...] = ("sm_89", "sm_90")
 
 
 @dataclass

@@ -113,7 +113,7 @@ def igemm_conv2d_kernel(
             a_ptrs = a_row[:, None] + kc[None, :].to(tl.int64) * stride_xc
             b_ptrs = w_cols[None, :] + (tap * C_IN_G + kc)[:, None]
             if EVEN_K:
-                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0, cache_modifier=".ca")
                 b = tl.load(b_ptrs, mask=n_mask[None, :], other=0.0)
             else:
                 c_ok = kc < C_IN_G
@@ -204,44 +204,54 @@ def pointwise_conv2d_kernel(
 # kernel argument: 1 = convert the activation to NHWC (rounded to TF32 when needed) in one pass first;
 # 0 = read the activation in place (rounding in the loop).
 SHARED_LIMIT_SM89 = 99 * 1024
+SHARED_LIMIT_SM90 = 227 * 1024
 
 
 def smem_bytes(cfg: KernelConfig, elem: int) -> int:
-    """Shared memory the software pipeline needs: (stages - 1) buffers of the A and B tiles."""
+    """Shared memory the software pipeline needs: one A and one B tile per stage (as Triton allocates)."""
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-    return max(cfg.num_stages - 1, 1) * (bm * bk + bk * bn) * elem
+    return max(cfg.num_stages, 1) * (bm * bk + bk * bn) * elem
 
 
 def _elem(p: ConvProblem, precision: str) -> int:
     return 4 if p.dtype == "float32" else 2
 
 
+def _device_shared_limit() -> int:
+    """Per-block shared memory of the running GPU (the 4090's limit without one, e.g. in the interpreter)."""
+    if torch.cuda.is_available() and not dot_upcast():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        return int(getattr(props, "shared_memory_per_block_optin", SHARED_LIMIT_SM89))
+    return SHARED_LIMIT_SM89
+
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages).  num_stages=1 means no cp.async pipeline: plain loads
+# that go through L1, which serves the re-reads of neighbouring kernel taps (cp.async.cg bypasses L1).
+_TILES_32 = [  # float32 operands (BLOCK_K in elements)
+    (128, 64, 32, 4, 1), (128, 64, 32, 8, 1), (256, 64, 32, 8, 1), (64, 64, 32, 4, 1), (128, 128, 32, 8, 1),
+    (128, 64, 32, 4, 4), (64, 64, 32, 4, 3), (128, 128, 32, 8, 3), (128, 64, 16, 4, 4), (64, 128, 32, 4, 3),
+    (128, 64, 32, 4, 2), (256, 64, 32, 8, 4), (128, 64, 64, 4, 3), (256, 128, 32, 8, 3),
+]
+_TILES_16 = [  # float16 / bfloat16 operands
+    (128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (256, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 128, 64, 8, 1),
+    (128, 64, 64, 4, 4), (64, 64, 64, 4, 3), (128, 128, 64, 8, 3), (128, 64, 32, 4, 4), (64, 128, 64, 4, 3),
+    (256, 64, 64, 8, 3), (256, 128, 64, 8, 3),
+]
+
+
 def _base_tiles(p: ConvProblem, precision: str) -> list[KernelConfig]:
-    ieee = p.dtype == "float32" and precision == "ieee"
-    half = p.dtype != "float32"
-    out = []
-    bk_main = 64 if half else 32
-    for bm, bn, bk, w, s in [
-        (128, 64, bk_main, 4, 4),
-        (128, 128, bk_main, 8, 3),
-        (256, 64, bk_main, 8, 3),
-        (64, 64, bk_main, 4, 4),
-        (128, 64, 16, 4, 4),
-        (64, 128, bk_main, 4, 3),
-        (128, 256, bk_main // 2, 8, 3),
-    ]:
-        if ieee:  # FMA path: no tensor-core tile shapes needed, registers are the limit
-            s = min(s, 3)
-        out.append(KernelConfig.of(num_warps=w, num_stages=s, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk))
-    return out
+    tiles = _TILES_32 if p.dtype == "float32" else _TILES_16
+    return [KernelConfig.of(num_warps=w, num_stages=s, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+            for bm, bn, bk, w, s in tiles]
 
 
-def _fits(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
-    return smem_bytes(cfg, _elem(p, precision)) <= SHARED_LIMIT_SM89
+def _fits(cfg: KernelConfig, p: ConvProblem, precision: str, limit: int | None = None) -> bool:
+    return smem_bytes(cfg, _elem(p, precision)) <= (limit if limit is not None else _device_shared_limit())
 
 
-def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool) -> list[KernelConfig]:
-    """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, fitting sm_89."""
+def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | None = None) -> list[KernelConfig]:
+    """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, that fit ``limit``
+    bytes of shared memory per block (default: the running GPU's)."""
     max_n = max(16, triton.next_power_of_2(p.c_out_per_group))
     max_k = max(16, triton.next_power_of_2(p.c_in_per_group))
     seen, out = set(), []
@@ -251,20 +261,20 @@ def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool) -> list[Kernel
         if clamp_k:
             kw["BLOCK_K"] = min(kw["BLOCK_K"], max_k)
         cfg = KernelConfig.of(num_warps=c.num_warps, num_stages=c.num_stages, **kw)
-        if cfg in seen or not _fits(cfg, p, precision):
+        if cfg in seen or not _fits(cfg, p, precision, limit):
             continue
         seen.add(cfg)
         out.append(cfg)
     return out
 
 
-def _igemm_configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
+def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
     return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
-            for c in _clamped_tiles(p, precision, clamp_k=not _flat_k(p)) for prep in (1, 0)]
+            for c in _clamped_tiles(p, precision, not _flat_k(p), limit) for prep in (1, 0)]
 
 
-def _pointwise_configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
-    return _clamped_tiles(p, precision, clamp_k=True)
+def _pointwise_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
+    return _clamped_tiles(p, precision, True, limit)
 
 
 # ==========================================================================================================
@@ -355,6 +365,10 @@ _MODES = [("float32", "tf32"), ("float32", "ieee"), ("float32", "tf32x3"), ("flo
           ("bfloat16", "native")]
 
 
+def _targets(cfg: KernelConfig, p: ConvProblem, precision: str) -> tuple[str, ...]:
+    return ("sm_89", "sm_90") if _fits(cfg, p, precision, SHARED_LIMIT_SM89) else ("sm_90",)
+
+
 def _igemm_static_variants() -> list[StaticVariant]:
     ints = ["M", "H", "W", "C_IN_G", "C_OUT_G", "OH", "OW", "K_ITERS", "C_ITERS",
             "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_wn",
@@ -369,7 +383,7 @@ def _igemm_static_variants() -> list[StaticVariant]:
             sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}",
                    **{k: "i32" for k in ints}}
             seen = set()
-            for cfg in _igemm_configs(prob, precision):
+            for cfg in _igemm_configs(prob, precision, limit=SHARED_LIMIT_SM90):
                 kw = cfg.kwargs
                 prep = kw.pop("PREP")
                 key = (tuple(sorted(kw.items())), cfg.num_warps, cfg.num_stages, prep)
@@ -386,7 +400,7 @@ def _igemm_static_variants() -> list[StaticVariant]:
                                 "UPCAST": False, **kw},
                     config=kcfg,
                     label=f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in} prep{prep}",
-                    tensor_core=precision != "ieee",
+                    tensor_core=precision != "ieee", targets=_targets(kcfg, prob, precision),
                 ))
     return out
 
@@ -400,13 +414,13 @@ def _pointwise_static_variants() -> list[StaticVariant]:
         dt = _DT[dtype]
         prob = prob0.replace(dtype=dtype)
         sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
-        for cfg in _pointwise_configs(prob, precision):
+        for cfg in _pointwise_configs(prob, precision, limit=SHARED_LIMIT_SM90):
             out.append(StaticVariant(
                 kernel="pointwise", fn=pointwise_conv2d_kernel, signature=sig,
                 constexprs={"EVEN_K": True, "HAS_BIAS": True, "ROUND_A": dtype == "float32" and precision == "tf32",
                             "PRECISION": _dot_precision(prob, precision), "UPCAST": False, **cfg.kwargs},
                 config=cfg, label=f"pointwise {dtype}/{precision} cin{prob.c_in}",
-                tensor_core=precision != "ieee",
+                tensor_core=precision != "ieee", targets=_targets(cfg, prob, precision),
             ))
     return out
 

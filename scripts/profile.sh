@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# ncu metrics of one problem/config (the seed's metrics and more). Usage: scripts/profile.sh kb80 tf32 CONFIG
+set -u
+M=gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,lts__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__t_sector_hit_rate.pct,smsp__warp_issue_stalled_memory_dependency_per_warp_active.pct,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct,sm__warps_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__registers_per_thread,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem
+PYTHONPATH=. ncu --metrics $M -k regex:conv2d_kernel --launch-skip 1 --launch-count 1 python3 scripts/ncu_one.py "$@" 2>&1 | grep -E "conv2d_kernel|\s+(gpu__|sm__|dram__|lts__|l1tex__|smsp__|launch__)" 
