@@ -99,26 +99,31 @@ def igemm_conv2d_kernel(
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
     else:
-        # -- K loop, per tap: (kh, kw) outer, channel blocks inner, flattened into one pipelined loop -------
+        # -- K loop, per tap: (kh, kw) outer, channel blocks inner, flattened into one pipelined loop.
+        # A row's address for tap (kh, kw) is its tap-(0, 0) address plus one offset common to all rows, so
+        # the 64-bit row pointers are built once and each step adds a scalar; the padding mask compares the
+        # tap-(0, 0) coordinates against the tap's shifted bounds.  (Offsets within one sample are 32-bit:
+        # supports() sends samples of 2**31 elements or more elsewhere.)
+        x_rows0 = x_rows + ih0.to(tl.int64) * stride_xh + iw0.to(tl.int64) * stride_xw
+        b_ptrs = w_cols[None, :] + offs_k[:, None]
         for it in range(0, K_ITERS):
             tap = it // C_ITERS
             c0 = (it - tap * C_ITERS) * BLOCK_K
             kh = tap // KW
-            kw = tap - kh * KW
-            ih = ih0 + kh * dil_h
-            iw = iw0 + kw * dil_w
-            row_ok = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # once per tap, not per element
-            a_row = x_rows + ih.to(tl.int64) * stride_xh + iw.to(tl.int64) * stride_xw
-            kc = c0 + offs_k
-            a_ptrs = a_row[:, None] + kc[None, :].to(tl.int64) * stride_xc
-            b_ptrs = w_cols[None, :] + (tap * C_IN_G + kc)[:, None]
-            if EVEN_K:
-                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0, cache_modifier=".ca")
+            dh = kh * dil_h
+            dw = (tap - kh * KW) * dil_w
+            row_ok = m_mask & (ih0 >= -dh) & (ih0 < H - dh) & (iw0 >= -dw) & (iw0 < W - dw)
+            a_ptrs = x_rows0[:, None] + (dh * stride_xh + dw * stride_xw + (c0 + offs_k) * stride_xc)[None, :]
+            if EVEN_K:  # K advances by exactly BLOCK_K per step: the B pointers just move on
+                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
                 b = tl.load(b_ptrs, mask=n_mask[None, :], other=0.0)
+                b_ptrs += BLOCK_K
             else:
+                kc = c0 + offs_k
                 c_ok = kc < C_IN_G
                 a = tl.load(a_ptrs, mask=row_ok[:, None] & c_ok[None, :], other=0.0)
-                b = tl.load(b_ptrs, mask=c_ok[:, None] & n_mask[None, :], other=0.0)
+                b = tl.load(w_cols[None, :] + (tap * C_IN_G + kc)[:, None], mask=c_ok[:, None] & n_mask[None, :],
+                            other=0.0)
             if ROUND_A:
                 a = round_tf32(a)
             if UPCAST:
@@ -354,7 +359,8 @@ def _launch_pointwise(x, weight, bias, p: ConvProblem, precision: str, out, conf
 
 
 def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
-    return True
+    # per-sample offsets are 32-bit in the K loop (whole-tensor offsets are 64-bit)
+    return p.c_in * p.h * p.w < 2**31
 
 
 # ==========================================================================================================
