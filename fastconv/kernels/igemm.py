@@ -230,17 +230,17 @@ def _device_shared_limit() -> int:
     return SHARED_LIMIT_SM89
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages).  num_stages=1 means no cp.async pipeline: plain loads
-# that go through L1, which serves the re-reads of neighbouring kernel taps (cp.async.cg bypasses L1).
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the tiles that won on at least one problem of the
+# H100 sweeps (scripts/kernel_lab.py over KernelBench #55/#56/#63/#80/#87 and ResNet-50 layers; see
+# NOTES.md), kept few because the first call on a new shape times every one of them.  num_stages=1 means
+# no cp.async pipeline (plain loads through L1), which won on small problems.
 _TILES_32 = [  # float32 operands (BLOCK_K in elements)
-    (128, 64, 32, 4, 1), (128, 64, 32, 8, 1), (256, 64, 32, 8, 1), (64, 64, 32, 4, 1), (128, 128, 32, 8, 1),
-    (128, 64, 32, 4, 4), (64, 64, 32, 4, 3), (128, 128, 32, 8, 3), (128, 64, 16, 4, 4), (64, 128, 32, 4, 3),
-    (128, 64, 32, 4, 2), (256, 64, 32, 8, 4), (128, 64, 64, 4, 3), (256, 128, 32, 8, 3),
+    (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (256, 128, 32, 8, 3), (64, 128, 32, 4, 3),
+    (128, 64, 32, 4, 2), (64, 64, 32, 4, 1), (256, 64, 32, 8, 3), (128, 64, 16, 4, 4),
 ]
 _TILES_16 = [  # float16 / bfloat16 operands
-    (128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (256, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 128, 64, 8, 1),
-    (128, 64, 64, 4, 4), (64, 64, 64, 4, 3), (128, 128, 64, 8, 3), (128, 64, 32, 4, 4), (64, 128, 64, 4, 3),
-    (256, 64, 64, 8, 3), (256, 128, 64, 8, 3),
+    (256, 64, 64, 8, 3), (128, 64, 64, 4, 4), (128, 128, 64, 8, 3), (256, 128, 64, 8, 3),
+    (64, 128, 64, 4, 3), (128, 64, 64, 4, 2), (64, 64, 64, 4, 1), (256, 64, 32, 8, 4),
 ]
 
 
@@ -274,8 +274,10 @@ def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | N
 
 
 def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
+    # PREP=1 and PREP=0 are the same launch when the input is already NHWC and needs no TF32 rounding
+    preps = (1,) if p.channels_last and not (p.dtype == "float32" and precision == "tf32") else (1, 0)
     return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
-            for c in _clamped_tiles(p, precision, not _flat_k(p), limit) for prep in (1, 0)]
+            for c in _clamped_tiles(p, precision, not _flat_k(p), limit) for prep in preps]
 
 
 def _pointwise_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
@@ -383,29 +385,32 @@ def _igemm_static_variants() -> list[StaticVariant]:
     out = []
     for dtype, precision in _MODES:
         dt = _DT[dtype]
-        # the seed's problem (per-tap K order) and a stem layer (flat K order)
-        for prob in (ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype),
-                     ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype)):
+        # the seed's problem (per-tap K order) in every mode; a stem layer (flat K order) in the two modes
+        # whose operand types differ (fp32 and 16-bit), as the K order changes only index arithmetic
+        probs = [ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype)]
+        if precision in ("tf32",) or dtype == "bfloat16":
+            probs.append(ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype))
+        for prob in probs:
             sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}",
                    **{k: "i32" for k in ints}}
             seen = set()
             for cfg in _igemm_configs(prob, precision, limit=SHARED_LIMIT_SM90):
                 kw = cfg.kwargs
                 prep = kw.pop("PREP")
-                key = (tuple(sorted(kw.items())), cfg.num_warps, cfg.num_stages, prep)
-                if key in seen:
+                tf32 = dtype == "float32" and precision == "tf32"
+                constexprs = {"KH": prob.kh, "KW": prob.kw, "FLAT_K": _flat_k(prob),
+                              "EVEN_K": prob.c_in_per_group % kw["BLOCK_K"] == 0, "HAS_BIAS": True,
+                              "ROUND_A": tf32 and not prep, "PRECISION": _dot_precision(prob, precision),
+                              "UPCAST": False, **kw}
+                key = (tuple(sorted(constexprs.items())), cfg.num_warps, cfg.num_stages)
+                if key in seen:  # PREP=0/1 compile to the same kernel unless it changes ROUND_A
                     continue
                 seen.add(key)
                 kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **kw)
-                tf32 = dtype == "float32" and precision == "tf32"
                 out.append(StaticVariant(
-                    kernel="igemm", fn=igemm_conv2d_kernel, signature=sig,
-                    constexprs={"KH": prob.kh, "KW": prob.kw, "FLAT_K": _flat_k(prob),
-                                "EVEN_K": prob.c_in_per_group % kw["BLOCK_K"] == 0, "HAS_BIAS": True,
-                                "ROUND_A": tf32 and not prep, "PRECISION": _dot_precision(prob, precision),
-                                "UPCAST": False, **kw},
-                    config=kcfg,
-                    label=f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in} prep{prep}",
+                    kernel="igemm", fn=igemm_conv2d_kernel, signature=sig, constexprs=constexprs, config=kcfg,
+                    label=f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}"
+                          f"{' round-in-loop' if constexprs['ROUND_A'] else ''}",
                     tensor_core=precision != "ieee", targets=_targets(kcfg, prob, precision),
                 ))
     return out
