@@ -27,6 +27,8 @@ def _forward(x, weight, bias, p: ConvProblem, precision: str, backend: str | Non
     out = torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
+    if bias is not None:
+        bias = bias.contiguous()  # kernels index the bias as b_ptr + channel (torch accepts any strides)
     kernel = select_kernel(p, precision, backend)
 
     def run(cfg):  # one launch into a scratch buffer, for timing candidate configs

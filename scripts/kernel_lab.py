@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ def main() -> int:
                 x = x.to(memory_format=torch.channels_last)
             conv_args = ((p.stride_h, p.stride_w), p.torch_padding, (p.dil_h, p.dil_w), p.groups)
             torch.backends.cudnn.allow_tf32 = allow_tf32
-            ms_cudnn = do_bench(lambda: F.conv2d(x, w, None, *conv_args), warmup=25, rep=100, return_mode="median")
+            ms_cudnn = do_bench(partial(F.conv2d, x, w, None, *conv_args), warmup=25, rep=100, return_mode="median")
             err_cudnn = rel_err(F.conv2d(x, w, None, *conv_args), x, w, p)
             torch.backends.cudnn.allow_tf32 = True
             _, _, prob = normalize_conv2d_args(x, w, None, *conv_args)
@@ -90,9 +91,9 @@ def main() -> int:
                         torch.cuda.synchronize()
                         first = time.perf_counter() - t0
                         err = rel_err(y, x, w, p)
-                        ms = do_bench(lambda: fastconv.conv2d(x, w, None, *conv_args, backend=kernel.name,
-                                                              precision=precision),
-                                      warmup=25, rep=100, return_mode="median")
+                        run = partial(fastconv.conv2d, x, w, None, *conv_args, backend=kernel.name,
+                                      precision=precision)
+                        ms = do_bench(run, warmup=25, rep=100, return_mode="median")
                 except Exception as exc:  # noqa: BLE001 - report and go on with the next config
                     print(f"{pname} {mode} {cfg}: FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
                     continue
@@ -107,7 +108,7 @@ def main() -> int:
                     best = row
             if best:
                 table.append(best)
-            del x, w
+            x = w = None  # free the tensors before the next problem
             torch.cuda.empty_cache()
     with open(os.path.join(args.out, "lab.json"), "w") as f:
         json.dump(rows, f, indent=1)

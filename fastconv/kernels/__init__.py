@@ -6,8 +6,8 @@
 - :mod:`.depthwise`: a memory-bound direct kernel for depthwise and small-group convolutions.
 """
 
-from .base import REGISTRY, ConvKernel, StaticVariant, register  # noqa: F401
 from . import depthwise, direct, igemm  # noqa: F401  (each module registers its kernels)
+from .base import REGISTRY, ConvKernel, StaticVariant, register  # noqa: F401
 
 
 def get_kernel(name: str) -> ConvKernel:

@@ -69,7 +69,8 @@ def direct_conv2d_kernel(
     # -- epilogue: bias, cast, store through the output's strides ----------------------------------------
     if HAS_BIAS:
         acc += tl.load(b_ptr + oc).to(tl.float32)
-    y_offs = n.to(tl.int64) * stride_yn + oc.to(tl.int64) * stride_yc + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
+    y_offs = (n.to(tl.int64) * stride_yn + oc.to(tl.int64) * stride_yc
+              + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw)
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_hw)
 
 
