@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
-from .kernels import REGISTRY, ConvKernel
 from .problem import ConvProblem
+
+if TYPE_CHECKING:
+    from .kernels import ConvKernel
 
 __all__ = ["use_backend", "get_backend", "resolve_precision", "select_kernel", "available_backends",
            "FLOAT32_PRECISIONS", "AUTO_ORDER"]
@@ -35,8 +38,17 @@ _backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_
 _precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_precision", default=None)
 
 
+def _registry() -> dict:
+    """The kernel registry, imported on first use: Triton decides between compiling and interpreting when a
+    kernel is defined, so ``import fastconv`` defines none and ``TRITON_INTERPRET`` can still be set after it
+    (the CLI does so on machines without a GPU)."""
+    from .kernels import REGISTRY
+
+    return REGISTRY
+
+
 def available_backends() -> list[str]:
-    return ["auto", *sorted(REGISTRY)]
+    return ["auto", *sorted(_registry())]
 
 
 def _check_backend(name: str) -> str:
@@ -97,14 +109,14 @@ def select_kernel(problem: ConvProblem, precision: str, backend: str | None = No
     """The kernel that runs ``problem``: the named backend, or the first of ``AUTO_ORDER`` that supports it."""
     name = _check_backend(backend) if backend is not None else get_backend()
     if name != "auto":
-        kernel = REGISTRY[name]
+        kernel = _registry()[name]
         if not kernel.supports(problem, precision):
             raise NotImplementedError(
                 f"fastconv: backend {name!r} does not support {problem.short()} with precision {precision!r}"
             )
         return kernel
     for candidate in AUTO_ORDER:
-        kernel = REGISTRY.get(candidate)
+        kernel = _registry().get(candidate)
         if kernel is not None and kernel.supports(problem, precision):
             return kernel
     raise NotImplementedError(f"fastconv: no kernel supports {problem.short()}")  # pragma: no cover
