@@ -1,0 +1,216 @@
+"""What the pytest fixture, ``fastconv bench`` and ``fastconv gate`` share: machine info, the kernel and
+config a call uses, whether the seed's kernel is worth running, and one benchmarked case end to end."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import torch
+
+from .accuracy import Check, check_impl
+from .gpus import Ceilings, precision_class, roofline
+from .problems import BenchCase, BenchInputs, run_impl
+from .timing import Timing, TimingBackend, measure
+
+__all__ = ["machine_info", "kernel_choice", "direct_skip_reason", "CaseResult", "bench_case", "ImplResult",
+           "DIRECT_MAX_SECONDS", "DIRECT_TFLOPS_ESTIMATE"]
+
+# The seed's kernel is skipped where one call would take longer than this.
+DIRECT_MAX_SECONDS = 1.0
+# Its speed for that estimate: the H100 reference run measured it at 2.2-5.3 TFLOP/s (anchors-h100.json,
+# seed_ms); 2 TFLOP/s errs on the side of skipping.
+DIRECT_TFLOPS_ESTIMATE = 2.0
+
+
+def _nvidia_driver() -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def machine_info(device: torch.device | str | None = None) -> dict:
+    """GPU name, driver, CUDA, cuDNN, torch and triton versions (``gpu`` is None without a GPU)."""
+    import triton
+
+    from ..validation import interpreter_enabled
+
+    info = {"torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
+            "gpu": None, "driver": None, "cudnn": None, "interpreter": interpreter_enabled()}
+    if torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+        props = torch.cuda.get_device_properties(dev)
+        info.update(
+            gpu=props.name,
+            capability=f"{props.major}.{props.minor}",
+            sm_count=props.multi_processor_count,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            l2_mib=round(getattr(props, "L2_cache_size", 0) / 2**20, 1) or None,
+            driver=_nvidia_driver(),
+            cuda_driver_api=getattr(torch._C, "_cuda_getDriverVersion", lambda: None)(),
+            cudnn=torch.backends.cudnn.version(),
+        )
+    return info
+
+
+def _layout_of(x: torch.Tensor) -> str:
+    if x.is_contiguous():
+        return "nchw"
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return "nhwc"
+    return "strided"
+
+
+def kernel_choice(case: BenchCase, inputs: BenchInputs, impl: str, package=None) -> list[dict]:
+    """Per stage: the kernel, config and precision ``impl`` runs (ask the dispatcher and the autotuner,
+    after a warm-up call so the choice is the cached one).  Errors are reported, never raised."""
+    if impl == "cudnn":
+        return [{"kernel": "cudnn", "precision": case.label}]
+    if package is None:
+        import fastconv as package
+    import importlib
+
+    out = []
+    try:
+        dispatch = importlib.import_module(package.__name__ + ".dispatch")
+        autotuner = importlib.import_module(package.__name__ + ".tuning.autotuner")
+        validation = importlib.import_module(package.__name__ + ".validation")
+        y = inputs.x
+        backend = "direct" if impl == "direct" else "auto"
+        for s, w, b in zip(case.stages, inputs.weights, inputs.biases):
+            x, _, p = validation.normalize_conv2d_args(y, w, b, (s.stride_h, s.stride_w), s.torch_padding,
+                                                       (s.dil_h, s.dil_w), s.groups)
+            prec = dispatch.resolve_precision(p.dtype, case.precision if case.dtype == "float32" else None)
+            kernel = dispatch.select_kernel(p, prec, backend)
+            fmt = torch.channels_last if p.channels_last else torch.contiguous_format
+            out_buf = torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+            def run(cfg, kernel=kernel, x=x, w=w, b=b, p=p, prec=prec, out_buf=out_buf):
+                kernel(x, w, b, p, prec, out_buf, cfg)
+
+            cfg = autotuner.choose_config(kernel, p, prec, _layout_of(x), run, x.device)
+            out.append({"kernel": kernel.name, "config": str(cfg), "precision": prec})
+            y = package.conv2d(y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w),
+                               s.groups, backend=backend,
+                               precision=case.precision if case.dtype == "float32" else None)
+    except Exception as exc:  # the table must still print if a package's internals moved
+        out.append({"kernel": "?", "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
+def direct_skip_reason(case: BenchCase, device: torch.device) -> str | None:
+    """Why the seed's kernel is not run on ``case`` (too slow, or would not fit in memory), else None."""
+    est = case.flops / (DIRECT_TFLOPS_ESTIMATE * 1e12)
+    if device.type == "cuda" and est > DIRECT_MAX_SECONDS:
+        return f"skipped: ~{est:.1f} s per call estimated (> {DIRECT_MAX_SECONDS:g} s)"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if 3 * case.min_bytes > free:
+            return f"skipped: needs ~{3 * case.min_bytes / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+    return None
+
+
+@dataclass
+class ImplResult:
+    """One implementation on one case: timing (None when not timed), correctness, kernel choice."""
+
+    impl: str
+    timing: Timing | None = None
+    check: Check | None = None
+    kernels: list[dict] = field(default_factory=list)
+    skipped: str | None = None
+    roof: dict | None = None
+
+    @property
+    def median_ms(self) -> float:
+        return self.timing.median_ms if self.timing is not None else math.nan
+
+    def to_json(self) -> dict:
+        d = {"impl": self.impl, "skipped": self.skipped, "kernels": self.kernels,
+             "check": self.check.to_json() if self.check else None, "roofline": self.roof}
+        if self.timing is not None:
+            d["timing"] = self.timing.summary()
+        return d
+
+
+@dataclass
+class CaseResult:
+    case: BenchCase
+    impls: dict[str, ImplResult]
+    timed: bool
+    pclass: str
+    ceilings: Ceilings | None
+
+    def speedup(self, impl: str = "fastconv", over: str = "cudnn") -> float:
+        a, b = self.impls.get(over), self.impls.get(impl)
+        if a is None or b is None or a.timing is None or b.timing is None:
+            return math.nan
+        return a.median_ms / b.median_ms
+
+    def to_json(self) -> dict:
+        c = self.case
+        return {
+            "problem": c.name, "group": c.problem.group, "source": c.problem.source, "note": c.problem.note,
+            "shape": c.problem.short(), "dtype": c.dtype, "layout": c.layout,
+            "precision": c.resolved_precision,
+            "label": c.label, "id": c.id, "flops": c.flops, "min_bytes": c.min_bytes,
+            "intensity": c.flops / c.min_bytes, "precision_class": self.pclass, "timed": self.timed,
+            "speedup_vs_cudnn": self.speedup() if self.timed else None,
+            "impls": {k: v.to_json() for k, v in self.impls.items()},
+        }
+
+
+def bench_case(
+    case: BenchCase,
+    impls: list[str],
+    device: torch.device,
+    backend: TimingBackend | None,
+    ceilings: Ceilings | None,
+    *,
+    budget_s: float = 1.0,
+    min_rounds: int = 10,
+    max_rounds: int = 500,
+    rounds: int | None = None,
+    check: bool = True,
+    package=None,
+    on_round=None,
+) -> CaseResult:
+    """Benchmark ``impls`` on ``case``: inputs on ``device``, interleaved timing with ``backend`` (None:
+    not timed, each impl runs once), correctness against fp64, kernel choices, roofline position."""
+    inputs = case.make_inputs(device)
+    results: dict[str, ImplResult] = {}
+    runnable = []
+    for impl in impls:
+        reason = direct_skip_reason(case, device) if impl == "direct" else None
+        results[impl] = ImplResult(impl, skipped=reason)
+        if reason is None:
+            runnable.append(impl)
+    fns = {impl: (lambda impl=impl: run_impl(impl, case, inputs, package)) for impl in runnable}
+    if backend is not None:
+        try:
+            timings = measure(fns, backend, rounds=rounds, budget_s=budget_s, min_rounds=min_rounds,
+                              max_rounds=max_rounds, on_round=on_round)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise RuntimeError(f"{case.id}: out of GPU memory while timing {runnable}: {exc}") from exc
+        for impl, t in timings.items():
+            results[impl].timing = t
+    pclass = precision_class(case.dtype, case.resolved_precision)
+    for impl in runnable:
+        r = results[impl]
+        r.kernels = kernel_choice(case, inputs, impl, package)
+        if check:
+            r.check = check_impl(case, inputs, impl, package)
+        if r.timing is not None:
+            seconds = r.timing.median_ms * 1e-3
+            r.roof = roofline(case.flops, case.min_bytes, seconds, ceilings, pclass).to_json()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return CaseResult(case, results, backend is not None, pclass, ceilings)

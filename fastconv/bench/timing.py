@@ -1,0 +1,216 @@
+"""Device-side timing: warm-up outside the numbers, L2 flushed before every timed call, CUDA events, medians.
+
+:func:`measure` times several callables *interleaved*: every round runs each of them once, in an order
+that alternates between rounds (``A B``, ``B A``, ...), so slow drifts of the GPU (clocks, temperature,
+other tenants) hit all of them alike and per-round ratios pair up measurements taken a few milliseconds
+apart (what the A/B gate needs).  Before each timed call the L2 cache is flushed by writing a buffer
+larger than it (256 MB, or twice the L2 size if larger), so every call starts cold, like
+``triton.testing.do_bench``; optionally inputs rotate over several sets too.
+
+Before the rounds each callable runs once on its own, synchronised and timed on the host: the *first call*
+(compilation, autotuning, weight packing), reported separately and never mixed into the statistics.
+Then ``warmup`` untimed calls.
+
+The clock is a :class:`TimingBackend`; :class:`CudaEvents` is the real one.  There is deliberately no
+CPU backend: under Triton's interpreter nothing is timed (tests use a synthetic backend).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["TimingBackend", "CudaEvents", "Timing", "measure", "rounds_for_budget", "quantile",
+           "default_backend"]
+
+
+class TimingBackend:
+    """What :func:`measure` needs from a device: markers with elapsed times, a sync and an L2 flush."""
+
+    name = "abstract"
+
+    def marker(self):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def elapsed_ms(self, start, end) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def synchronize(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def flush_l2(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class CudaEvents(TimingBackend):
+    """``torch.cuda.Event`` pairs on the current stream; the L2 flush zeroes a buffer larger than L2."""
+
+    name = "cuda-events"
+
+    def __init__(self, device=None, flush_bytes: int | None = None):
+        import torch
+
+        self.torch = torch
+        if device is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.device = torch.device(device)
+        props = torch.cuda.get_device_properties(self.device)
+        l2 = int(getattr(props, "L2_cache_size", 0) or 0)
+        self.flush_bytes = flush_bytes or max(256 * 1024 * 1024, 2 * l2)
+        self._buf = torch.empty(self.flush_bytes // 4, dtype=torch.int32, device=self.device)
+
+    def marker(self):
+        ev = self.torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def elapsed_ms(self, start, end) -> float:
+        return float(start.elapsed_time(end))
+
+    def synchronize(self) -> None:
+        self.torch.cuda.synchronize(self.device)
+
+    def flush_l2(self) -> None:
+        self._buf.zero_()
+
+    def describe(self) -> str:
+        return f"CUDA events, L2 flushed ({self.flush_bytes >> 20} MB written) before every timed call"
+
+
+def default_backend(device) -> TimingBackend | None:
+    """The timing backend for ``device``: CUDA events on a GPU, None (not timed) elsewhere."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return CudaEvents(device)
+    return None
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of already sorted values (numpy's default method)."""
+    if not sorted_values:
+        return math.nan
+    pos = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass
+class Timing:
+    """Per-call device times (ms) of one callable, in round order, and its first-call host time (s)."""
+
+    label: str
+    times_ms: list[float] = field(default_factory=list)
+    first_call_s: float | None = None
+    host_us: list[float] = field(default_factory=list)  # host time to enqueue each timed call
+
+    @property
+    def rounds(self) -> int:
+        return len(self.times_ms)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms) if self.times_ms else math.nan
+
+    @property
+    def q1_ms(self) -> float:
+        return quantile(sorted(self.times_ms), 0.25)
+
+    @property
+    def q3_ms(self) -> float:
+        return quantile(sorted(self.times_ms), 0.75)
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.times_ms) if self.times_ms else math.nan
+
+    def summary(self) -> dict:
+        return {"median_ms": self.median_ms, "q1_ms": self.q1_ms, "q3_ms": self.q3_ms, "min_ms": self.min_ms,
+                "rounds": self.rounds, "first_call_s": self.first_call_s,
+                "host_enqueue_us_median": statistics.median(self.host_us) if self.host_us else None,
+                "times_ms": list(self.times_ms)}
+
+
+def rounds_for_budget(per_round_ms: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
+    """How many rounds fit in ``budget_s`` when one round takes ``per_round_ms``, clamped."""
+    if per_round_ms <= 0 or not math.isfinite(per_round_ms):
+        return max_rounds
+    return int(min(max_rounds, max(min_rounds, budget_s * 1e3 // per_round_ms)))
+
+
+def measure(
+    fns: dict[str, Callable[[], object]],
+    backend: TimingBackend,
+    *,
+    rounds: int | None = None,
+    budget_s: float = 1.0,
+    min_rounds: int = 10,
+    max_rounds: int = 500,
+    warmup: int = 3,
+    flush: bool = True,
+    first_call: bool = True,
+    on_round: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Timing]:
+    """Time each callable of ``fns`` interleaved, ``rounds`` times (or as many as fit ``budget_s``).
+
+    Returns one :class:`Timing` per label, whose ``times_ms[i]`` are from round ``i`` (so timings of
+    different labels pair up by index).  ``on_round(i, {label: ms})`` is called after each round (the
+    pytest-benchmark fixture uses it to feed its clock; the CLI for progress).
+    """
+    labels = list(fns)
+    out = {k: Timing(k) for k in labels}
+    # -- first call of each (compile, autotune, caches): host-timed, reported apart -------------------------
+    for k in labels:
+        backend.synchronize()
+        t0 = time.perf_counter()
+        fns[k]()
+        backend.synchronize()
+        if first_call:
+            out[k].first_call_s = time.perf_counter() - t0
+    # -- warm-up, and an estimate of one round for the budget ----------------------------------------------
+    est = 0.0
+    for _ in range(max(1, warmup)):
+        times = _one_round(fns, labels, backend, flush, out=None)
+        est = sum(times.values())
+    if rounds is None:
+        rounds = rounds_for_budget(est, budget_s, min_rounds, max_rounds)
+    # -- timed rounds, alternating order -------------------------------------------------------------------
+    for i in range(rounds):
+        order = labels if i % 2 == 0 else labels[::-1]
+        times = _one_round(fns, order, backend, flush, out=out)
+        if on_round is not None:
+            on_round(i, times)
+    return out
+
+
+def _one_round(fns, order, backend: TimingBackend, flush: bool, out: dict[str, Timing] | None
+               ) -> dict[str, float]:
+    marks = []
+    for k in order:
+        if flush:
+            backend.flush_l2()
+        h0 = time.perf_counter()
+        start = backend.marker()
+        fns[k]()
+        end = backend.marker()
+        marks.append((k, start, end, (time.perf_counter() - h0) * 1e6))
+    backend.synchronize()
+    times = {}
+    for k, start, end, host_us in marks:
+        ms = backend.elapsed_ms(start, end)
+        times[k] = ms
+        if out is not None:
+            out[k].times_ms.append(ms)
+            out[k].host_us.append(host_us)
+    return times
