@@ -20,7 +20,7 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") is None:
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
-pytest_plugins = ["fastconv.testing.pytest_plugin"]
+pytest_plugins = ["fastconv.testing.pytest_plugin", "fastconv.bench.pytest_plugin"]
 
 _common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
 settings.register_profile("dev", max_examples=12, **_common)

@@ -1,0 +1,268 @@
+"""pytest plugin for GPU benchmarks on top of pytest-benchmark (load with ``-p fastconv.bench.pytest_plugin``
+or ``pytest_plugins = ["fastconv.bench.pytest_plugin"]``).
+
+Fixtures:
+
+- ``gpu_benchmark``: times any GPU callable with CUDA events (first call and warm-up excluded, L2 flushed
+  before every timed call, optionally interleaved with a reference callable for a same-run speedup) and
+  hands the *device* times to pytest-benchmark, so ``--benchmark-save`` / ``--benchmark-compare`` /
+  ``--benchmark-compare-fail`` work on them.  How: items using it get ``@pytest.mark.benchmark(timer=
+  device_clock)``; :func:`device_clock` is a clock that only advances by measured device time, and the
+  fixture replays each measured round through ``benchmark.pedantic``, so every pytest-benchmark round *is*
+  one CUDA-event measurement (the saved JSON names the timer ``device_clock``).
+- ``conv_bench``: one catalogue case (``bench_case``, parametrised by this plugin) with one implementation
+  (``fastconv``, ``cudnn``, ``direct``); fills ``benchmark.extra_info`` with the problem, dtype,
+  precision, kernel and config, TFLOP/s, GB/s, roofline fraction and the speedup over ``F.conv2d``
+  measured in the same rounds, and fails if the output is wrong against the fp64 reference.
+
+Without a GPU (or under ``TRITON_INTERPRET=1``) nothing is timed: ``bench_case`` is parametrised with the
+tiny ``SMOKE`` problems, each case runs once in Triton's interpreter and is checked against fp64, its
+``extra_info`` says ``timed: False``, and pytest-benchmark records no statistics for it.
+
+Options: ``--bench-quick``, ``--bench-problems NAMES``, ``--bench-dtype``, ``--bench-layout``,
+``--bench-precision``.  A machine-info hook adds GPU, driver, CUDA, cuDNN, torch and triton versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+
+__all__ = ["device_clock", "GpuBenchmark"]
+
+_CLOCK = [0.0]
+
+
+def device_clock() -> float:
+    """pytest-benchmark timer (seconds) that advances only by device time measured with CUDA events."""
+    return _CLOCK[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Options, parametrisation, markers
+# ----------------------------------------------------------------------------------------------------------
+def pytest_addoption(parser):
+    group = parser.getgroup("fastconv-bench", "fastconv GPU benchmarks")
+    group.addoption("--bench-quick", action="store_true", default=False,
+                    help="benchmark only the quick subset of the catalogue")
+    group.addoption("--bench-problems", default=None, metavar="NAMES",
+                    help="comma-separated problem names or groups (kernelbench, resnet50, latency, quick, "
+                         "gate)")
+    group.addoption("--bench-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    group.addoption("--bench-layout", default="nchw", choices=["nchw", "nhwc"])
+    group.addoption("--bench-precision", default=None, choices=["tf32", "ieee", "tf32x3"],
+                    help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
+
+
+def _timed_setup():
+    """(device, backend, ceilings) when timing is possible (a CUDA GPU, not the interpreter), else None."""
+    import torch
+
+    from ..validation import interpreter_enabled
+
+    if not torch.cuda.is_available() or interpreter_enabled():
+        return None
+    return _cuda_setup(torch.cuda.current_device())
+
+
+@functools.cache
+def _cuda_setup(index: int):
+    import torch
+
+    from .gpus import ceilings_for
+    from .timing import CudaEvents
+
+    device = torch.device("cuda", index)
+    return device, CudaEvents(device), ceilings_for(torch.cuda.get_device_name(device), device_index=index)
+
+
+def _cases(config):
+    from .problems import SMOKE, select
+
+    dtype, layout = config.getoption("bench_dtype"), config.getoption("bench_layout")
+    precision = config.getoption("bench_precision")
+    if _timed_setup() is None:
+        problems = list(SMOKE)  # the interpreter runs only tiny problems, whatever was asked
+    else:
+        problems = select(config.getoption("bench_problems"), quick=config.getoption("bench_quick"))
+    return [p.case(dtype, layout, precision if dtype == "float32" else None) for p in problems]
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_case" in metafunc.fixturenames:
+        cases = _cases(metafunc.config)
+        metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give every item that uses ``gpu_benchmark`` the device clock, and group conv cases by problem."""
+    for item in items:
+        if "gpu_benchmark" not in getattr(item, "fixturenames", ()):
+            continue
+        marker = item.get_closest_marker("benchmark")
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("bench_case") if callspec is not None else None
+        if case is not None:
+            kwargs.setdefault("group", case.id)
+        kwargs["timer"] = device_clock
+        item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from .harness import machine_info as info
+
+    machine_info["fastconv"] = info()
+
+
+def pytest_configure(config):
+    config._fastconv_bench_counts = {"timed": 0, "smoke": 0}
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    counts = getattr(config, "_fastconv_bench_counts", None)
+    if not counts or not (counts["timed"] or counts["smoke"]):
+        return
+    tr = terminalreporter
+    tr.section("fastconv benchmarks")
+    if counts["smoke"]:
+        tr.write_line(f"{counts['smoke']} case(s) ran as smoke tests in Triton's interpreter: checked "
+                      "against the fp64 reference, NOT TIMED (no GPU) - no timing was recorded.", yellow=True)
+    if counts["timed"]:
+        tr.write_line(f"{counts['timed']} case(s) timed on the GPU: pytest-benchmark's figures are "
+                      "CUDA-event device times per call (L2 flushed before each; first call and warm-up "
+                      "excluded).")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fixtures
+# ----------------------------------------------------------------------------------------------------------
+class GpuBenchmark:
+    """Callable wrapper of pytest-benchmark's fixture that times on the device (see the module docs)."""
+
+    def __init__(self, benchmark, config):
+        self.benchmark = benchmark
+        self.config = config
+        self.setup = _timed_setup()
+        self.extra_info = benchmark.extra_info
+
+    @property
+    def timed(self) -> bool:
+        return self.setup is not None and not self.benchmark.disabled
+
+    def _budget(self) -> tuple[float, int]:
+        max_time = float(self.config.getoption("benchmark_max_time", 1.0) or 1.0)
+        min_rounds = int(self.config.getoption("benchmark_min_rounds", 5) or 5)
+        return max_time, max(10, min_rounds)
+
+    def record(self, times_ms: list[float], check=None):
+        """Hand measured device times (ms) to pytest-benchmark, one round each; ``check()`` runs first
+        (inside pytest-benchmark's call, so a failure marks the benchmark as errored and unsaved)."""
+        it = iter(times_ms)
+        pending = [check]
+
+        def replay():
+            if pending[0] is not None:
+                fn, pending[0] = pending[0], None
+                fn()
+            _CLOCK[0] += next(it) * 1e-3
+
+        self.benchmark.pedantic(replay, rounds=len(times_ms), iterations=1, warmup_rounds=0)
+
+    def __call__(self, fn, *, reference=None, flops: float | None = None, min_bytes: float | None = None,
+                 pclass: str = "tf32"):
+        """Time ``fn`` (and ``reference``, interleaved) on the GPU and record ``fn``'s device times.
+
+        ``flops`` / ``min_bytes`` add TFLOP/s, GB/s and the roofline fraction to ``extra_info`` (``pclass``
+        picks the compute ceiling); ``reference`` adds ``speedup_vs_reference``.  Without a GPU ``fn``
+        runs once and nothing is timed.
+        """
+        from .gpus import roofline
+        from .timing import measure
+
+        if not self.timed:
+            self.extra_info["timed"] = False
+            self.benchmark.disabled = True
+            return self.benchmark.pedantic(fn, rounds=1)
+        device, backend, ceilings = self.setup
+        fns = {"fn": fn} if reference is None else {"fn": fn, "reference": reference}
+        budget, min_rounds = self._budget()
+        t = measure(fns, backend, budget_s=budget, min_rounds=min_rounds)
+        info = self.extra_info
+        info.update(timed=True, timing=backend.describe(), rounds=t["fn"].rounds,
+                    first_call_s=t["fn"].first_call_s, median_ms=t["fn"].median_ms)
+        if reference is not None:
+            info["reference_median_ms"] = t["reference"].median_ms
+            info["speedup_vs_reference"] = t["reference"].median_ms / t["fn"].median_ms
+        if flops is not None and min_bytes is not None:
+            info.update(roofline(flops, min_bytes, t["fn"].median_ms * 1e-3, ceilings, pclass).to_json())
+        self.record(t["fn"].times_ms)
+        return t
+
+
+@pytest.fixture
+def gpu_benchmark(benchmark, request):
+    """pytest-benchmark's ``benchmark`` timing on the GPU with CUDA events (see :class:`GpuBenchmark`)."""
+    return GpuBenchmark(benchmark, request.config)
+
+
+@pytest.fixture
+def conv_bench(gpu_benchmark, request):
+    """``conv_bench(case, impl)``: benchmark one catalogue case with ``"fastconv"``, ``"cudnn"`` or
+    ``"direct"`` (fastconv and direct interleaved with cuDNN for the speedup), check it against fp64."""
+    from .harness import bench_case
+
+    counts = request.config._fastconv_bench_counts
+
+    def run(case, impl: str):
+        info = gpu_benchmark.extra_info
+        info.update(problem=case.name, group=case.problem.group, source=case.problem.source,
+                    shape=case.problem.short(), dtype=case.dtype, layout=case.layout,
+                    precision=case.resolved_precision, impl=impl)
+        impls = [impl] if impl == "cudnn" else [impl, "cudnn"]
+        if not gpu_benchmark.timed:
+            import torch
+
+            device = gpu_benchmark.setup[0] if gpu_benchmark.setup else torch.device("cpu")
+            holder = {}
+
+            def once():
+                holder["r"] = bench_case(case, [impl], device, None, None)
+
+            info["note"] = "NOT TIMED: correctness smoke test" + (" in Triton's interpreter" if device.type ==
+                                                                    "cpu" else " (--benchmark-disable)")
+            gpu_benchmark(once)
+            r = holder["r"].impls[impl]
+            if r.skipped:
+                pytest.skip(r.skipped)
+            info.update(kernels=r.kernels, rel_error=r.check.error, tolerance=r.check.tol)
+            counts["smoke"] += 1
+            assert r.check.ok, f"{case.id} {impl}: relative error {r.check.error:.3g} > {r.check.tol:.3g}"
+            return holder["r"]
+        device, backend, ceilings = gpu_benchmark.setup
+        budget, min_rounds = gpu_benchmark._budget()
+        res = bench_case(case, impls, device, backend, ceilings, budget_s=budget, min_rounds=min_rounds)
+        r = res.impls[impl]
+        if r.skipped:
+            pytest.skip(r.skipped)
+        t = r.timing
+        info.update(timed=True, timing=backend.describe(), kernels=r.kernels, rounds=t.rounds,
+                    median_ms=t.median_ms, first_call_s=t.first_call_s, precision_class=res.pclass,
+                    ceiling_source=ceilings.source(res.pclass) if ceilings else None,
+                    rel_error=r.check.error, tolerance=r.check.tol, **(r.roof or {}))
+        if impl != "cudnn":
+            info["cudnn_median_ms"] = res.impls["cudnn"].median_ms
+            info["speedup_vs_cudnn"] = res.speedup(impl)
+        counts["timed"] += 1
+
+        def check():
+            assert r.check.ok, f"{case.id} {impl}: relative error {r.check.error:.3g} > {r.check.tol:.3g}"
+            assert all(math.isfinite(v) for v in t.times_ms)
+
+        gpu_benchmark.record(t.times_ms, check)
+        return res
+
+    return run
