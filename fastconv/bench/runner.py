@@ -1,0 +1,253 @@
+"""``python -m fastconv bench``: fastconv against cuDNN and the seed's kernel, as a table, JSON and a chart.
+
+    python -m fastconv bench                      # the whole catalogue (KernelBench, ResNet-50, latency)
+    python -m fastconv bench --quick              # the quick subset
+    python -m fastconv bench --problems kb80,resnet50 --dtype bfloat16 --layout nhwc
+    python -m fastconv bench --update-benchmarks-md   # also rewrite BENCHMARKS.md (GPU runs only)
+
+On a GPU every problem is timed with CUDA events (median of interleaved rounds, L2 flushed before every
+call, first call reported apart), checked against the fp64 reference, and placed on the roofline of the
+GPU (:mod:`fastconv.bench.gpus`).  Writes ``<out>/bench.json`` and ``<out>/bench.png``.  Without a GPU it
+runs the tiny smoke problems in Triton's interpreter and reports correctness only: nothing is timed.
+Exit status: 0, or 1 if an output was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["configure", "run", "format_table", "benchmarks_md"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="only the quick subset")
+    parser.add_argument("--problems", default=None,
+                        help="comma-separated names or groups: kernelbench, resnet50, latency, quick, gate, "
+                             "all")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--layout", default="nchw", choices=["nchw", "nhwc"])
+    parser.add_argument("--precision", default=None, choices=["tf32", "ieee", "tf32x3"],
+                        help="float32 arithmetic (default: PyTorch's default flags, i.e. tf32)")
+    parser.add_argument("--no-seed", action="store_true", help="do not run the seed's direct kernel")
+    parser.add_argument("--budget", type=float, default=1.0, metavar="S",
+                        help="seconds of timed rounds per problem (default 1.0)")
+    parser.add_argument("--rounds", type=int, default=None, help="fixed number of timed rounds")
+    parser.add_argument("--out", default="out/bench", help="output directory (default out/bench)")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--update-benchmarks-md", nargs="?", const="BENCHMARKS.md", default=None,
+                        metavar="PATH",
+                        help="write the table to BENCHMARKS.md (or PATH); GPU runs only")
+
+
+def _fmt(v, spec: str, empty: str = "-") -> str:
+    return empty if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _median(row: dict, impl: str):
+    t = row["impls"].get(impl, {}).get("timing")
+    return t["median_ms"] if t else None
+
+
+def _kernel_str(row: dict, impl: str = "fastconv") -> str:
+    ks = row["impls"].get(impl, {}).get("kernels") or []
+    cells = (k.get("kernel", "?") + (f" {k['config']}" if k.get("config") else "") for k in ks)
+    return " + ".join(cells) or "-"
+
+
+def _seed_cell(row: dict) -> str:
+    d = row["impls"].get("direct")
+    if d is None:
+        return "not run"
+    if d.get("skipped"):
+        return d["skipped"].replace("skipped: ", "skipped (") + ")"
+    return _fmt(_median(row, "direct"), ".3f")
+
+
+def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the result table (shared by the terminal and BENCHMARKS.md)."""
+    if report["timed"]:
+        head = ["problem", "cuDNN ms", "fastconv ms", "speedup", "TFLOP/s", "GB/s", "% of peak", "bound",
+                "seed ms", "fastconv kernel", "rel. error"]
+        rows = []
+        for r in report["results"]:
+            roof = r["impls"].get("fastconv", {}).get("roofline") or {}
+            check = r["impls"].get("fastconv", {}).get("check") or {}
+            rows.append([
+                r["problem"], _fmt(_median(r, "cudnn"), ".3f"), _fmt(_median(r, "fastconv"), ".3f"),
+                _fmt(r.get("speedup_vs_cudnn"), ".2f") + "x", _fmt(roof.get("tflops"), ".1f"),
+                _fmt(roof.get("gbs"), ".0f"),
+                _fmt(100 * roof["fraction"] if roof.get("fraction") else None, ".1f"),
+                roof.get("limiter") or "-", _seed_cell(r), _kernel_str(r),
+                _fmt(check.get("rel_error"), ".1e") + ("" if check.get("ok", True) else " WRONG"),
+            ])
+        return head, rows
+    head = ["problem (interpreter, NOT TIMED)", "impl", "kernel", "rel. error", "tolerance", "ok"]
+    rows = []
+    for r in report["results"]:
+        for impl, d in r["impls"].items():
+            c = d.get("check") or {}
+            ok = "yes" if c.get("ok") else ("skipped" if d.get("skipped") else "NO")
+            rows.append([r["problem"], impl, _kernel_str(r, impl), _fmt(c.get("rel_error"), ".1e"),
+                         _fmt(c.get("tolerance"), ".1e"), ok])
+    return head, rows
+
+
+def format_table(report: dict) -> str:
+    head, rows = table_rows(report)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) if i in (0, len(head) - 2) else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def benchmarks_md(report: dict, chart: str | None) -> str:
+    """The BENCHMARKS.md text: the table, the command line, the date, the machine and the ceilings."""
+    head, rows = table_rows(report)
+    m = report["machine"]
+    ceil = report.get("ceilings") or {}
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{report['command']}` on {report['date'][:10]} ({report['date']});",
+        "do not edit by hand, rerun the command.",
+        "",
+        f"- GPU: {m.get('gpu')} (driver {m.get('driver')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}); "
+        f"torch {m.get('torch')}, triton {m.get('triton')}",
+        f"- Case: {report['settings']['dtype']} {report['settings']['layout']}, precision "
+        f"{report['results'][0]['precision'] if report['results'] else '-'}; cuDNN = `F.conv2d` at PyTorch "
+        "defaults (TF32 allowed for float32); seed = the seed's direct kernel (`backend=\"direct\"`).",
+        f"- Timing: {report['timing']}; median of interleaved rounds; the first call (compile, autotune) is "
+        "excluded and recorded in the JSON.",
+        "- % of peak = achieved TFLOP/s / min(compute peak, bandwidth x arithmetic intensity) (the roofline "
+        "bound; `bound` says which limits).  Ceilings: "
+        + "; ".join(f"{k} {v:.1f} TFLOP/s ({(ceil.get('sources') or {}).get(k, '?')})"
+                    for k, v in (ceil.get("tflops") or {}).items())
+        + (f"; bandwidth {ceil['bw_gbs']:.0f} GB/s ({ceil['sources'].get('bw')})"
+           if ceil.get("bw_gbs") else ""),
+        "- rel. error = ||y - ref|| / ||ref|| against the fp64 reference.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+    if chart:
+        lines += [f"![speedup and roofline]({chart})", ""]
+    return "\n".join(lines)
+
+
+class _Progress:
+    """One status line on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int):
+        self.total, self.tty, self.t0 = total, sys.stderr.isatty(), time.perf_counter()
+
+    def show(self, i: int, text: str, done: bool = False) -> None:
+        msg = f"[{i}/{self.total} {time.perf_counter() - self.t0:6.1f}s] {text}"
+        if self.tty and not done:
+            sys.stderr.write("\r\033[K" + msg[:150])
+        else:
+            sys.stderr.write(("\r\033[K" if self.tty else "") + msg + "\n")
+        sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..validation import interpreter_enabled
+    from .gpus import ceilings_for
+    from .harness import bench_case, machine_info
+    from .problems import SMOKE, select
+    from .timing import CudaEvents
+
+    timed = torch.cuda.is_available() and not interpreter_enabled()
+    if timed:
+        device = torch.device("cuda", torch.cuda.current_device())
+        backend = CudaEvents(device)
+        problems = select(args.problems, quick=args.quick)
+        print(f"fastconv bench on {torch.cuda.get_device_name(device)}: measuring ceilings where none are "
+              "recorded ...", file=sys.stderr)
+        ceilings = ceilings_for(torch.cuda.get_device_name(device), device_index=device.index)
+    else:
+        if args.update_benchmarks_md:
+            print("fastconv bench: --update-benchmarks-md needs a GPU (nothing is timed in the interpreter)",
+                  file=sys.stderr)
+            return 2
+        device, backend, ceilings = torch.device("cpu"), None, None
+        asked = select(args.problems) if args.problems else []
+        problems = [p for p in asked if p.group in ("smoke", "gate-correctness")] or [SMOKE[0]]
+        print("fastconv bench: NO GPU - running tiny problems in Triton's interpreter to check correctness.\n"
+              "Times are NOT measured: interpreter times say nothing about GPU performance.", file=sys.stderr)
+    impls = ["cudnn", "fastconv"] + ([] if args.no_seed else ["direct"])
+    precision = args.precision if args.dtype == "float32" else None
+    cases = [p.case(args.dtype, args.layout, precision) for p in problems]
+
+    progress = _Progress(len(cases))
+    results = []
+    for i, case in enumerate(cases, 1):
+        progress.show(i, f"{case.id}: {case.problem.short()} ...")
+        res = bench_case(case, impls, device, backend, ceilings, budget_s=args.budget, rounds=args.rounds)
+        results.append(res)
+        if timed:
+            f, c = res.impls["fastconv"], res.impls["cudnn"]
+            progress.show(i, f"{case.id}: cuDNN {c.median_ms:.3f} ms, fastconv {f.median_ms:.3f} ms "
+                             f"({res.speedup():.2f}x)", done=True)
+        else:
+            progress.show(i, f"{case.id}: checked", done=True)
+
+    report = {
+        "schema": "fastconv-bench/1",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m fastconv bench" + "".join(" " + shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 1 and sys.argv[1] == "bench" else "python -m fastconv bench",
+        "timed": timed,
+        "timing": backend.describe() if backend is not None else "NOT TIMED (Triton interpreter, no GPU)",
+        "machine": machine_info(device if timed else None),
+        "ceilings": ceilings.to_json() if ceilings is not None else None,
+        "settings": {"dtype": args.dtype, "layout": args.layout, "precision": args.precision,
+                     "budget_s": args.budget, "rounds": args.rounds, "impls": impls},
+        "results": [r.to_json() for r in results],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=str))
+    print()
+    if not timed:
+        print("NOT TIMED: Triton interpreter smoke run (no GPU); correctness against the fp64 reference "
+              "only.")
+    print(format_table(report))
+    if timed:
+        print("\n% of peak: achieved TFLOP/s over the roofline bound min(compute peak, bandwidth x "
+              f"intensity) of {ceilings.device_name}; {report['timing']}.")
+    print(f"\nwrote {out / 'bench.json'}")
+    chart = None
+    if timed and not args.no_chart:
+        from .chart import draw
+
+        chart = draw(report, out / "bench.png")
+        print(f"wrote {chart}" if chart else "no chart: matplotlib is not installed (pip install matplotlib)")
+    if args.update_benchmarks_md:
+        md_path = Path(args.update_benchmarks_md)
+        rel_chart = None
+        if chart is not None:
+            img = md_path.parent / "benchmarks" / "latest.png"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            img.write_bytes(Path(chart).read_bytes())
+            latest = md_path.parent / "benchmarks" / "latest.json"
+            latest.write_text(json.dumps(report, indent=1, default=str))
+            rel_chart = "benchmarks/latest.png"
+        md_path.write_text(benchmarks_md(report, rel_chart))
+        print(f"wrote {md_path}")
+    wrong = [f"{r['id']} {impl}" for r in report["results"] for impl, d in r["impls"].items()
+             if d.get("check") and not d["check"]["ok"]]
+    if wrong:
+        print(f"bench: WRONG OUTPUT: {', '.join(wrong)}")
+        return 1
+    return 0
