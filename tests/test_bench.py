@@ -1,0 +1,519 @@
+"""CPU tests of the benchmark machinery: GPU table and roofline, catalogue, timing loop, gate decision and
+package loading, the bench/gate commands without a GPU, and the pytest-benchmark integration.
+
+Nothing here times anything for real: device timing is replaced by :class:`FakeEvents`, a synthetic clock
+that the fake workloads advance, so the statistics and the decisions are tested on known timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastconv.bench import gate, gpus, problems, timing
+from fastconv.bench.accuracy import check_stage
+from fastconv.bench.problems import CATALOGUE, BenchCase, BenchProblem
+from fastconv.problem import ConvProblem
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A synthetic device clock
+# ----------------------------------------------------------------------------------------------------------
+class FakeEvents(timing.TimingBackend):
+    """A device whose clock only moves when a fake workload calls :meth:`spend`; records every event."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.now = 0.0
+        self.log: list[str] = []
+
+    def spend(self, label: str, ms: float) -> None:
+        self.log.append(label)
+        self.now += ms
+
+    def marker(self):
+        return self.now
+
+    def elapsed_ms(self, start, end) -> float:
+        return end - start
+
+    def synchronize(self) -> None:
+        pass
+
+    def flush_l2(self) -> None:
+        self.log.append("flush")
+        self.now += 0.5  # must never be counted
+
+
+def workload(dev: FakeEvents, label: str, ms, rng: random.Random | None = None, noise: float = 0.0):
+    """A callable that 'runs' for ``ms`` (a number or a function of the call index), with relative noise."""
+    calls = [0]
+
+    def fn():
+        t = ms(calls[0]) if callable(ms) else ms
+        calls[0] += 1
+        dev.spend(label, t * (1 + noise * rng.gauss(0, 1)) if rng else t)
+
+    return fn
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GPU table and roofline
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, expected", [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"),
+    ("NVIDIA H200", "NVIDIA H200"),
+    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB"),
+    ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+    ("NVIDIA H100 PCIe", None),  # another card (other clocks, HBM2e): must be measured, not guessed
+    ("NVIDIA A100-SXM4-40GB", None),
+    ("Tesla T4", None),
+])
+def test_gpu_lookup(name, expected):
+    spec = gpus.lookup(name)
+    assert (spec.name if spec else None) == expected
+
+
+def test_ceilings_prefer_recorded_measurements_and_say_so():
+    c = gpus.ceilings_for("NVIDIA H100 80GB HBM3", measure=False)
+    spec = gpus.lookup("NVIDIA H100 80GB HBM3")
+    for key in ("tf32", "bf16"):
+        assert c.tflops[key] == spec.measured[key] < spec.datasheet[key]
+        assert c.source(key).startswith("measured")
+    assert c.bw_gbs == spec.measured["bw"] and c.source("bw").startswith("measured")
+    assert c.tflops["fp16"] == spec.datasheet["fp16"] and c.source("fp16").startswith("datasheet")
+    assert c.peak("tf32x3") == pytest.approx(c.tflops["tf32"] / 3)
+    # the seed's RTX 4090 figures, from its target-GPU sheet
+    s = gpus.ceilings_for("NVIDIA GeForce RTX 4090", measure=False)
+    assert (s.tflops["tf32"], s.tflops["bf16"], s.bw_gbs) == (82.6, 165.2, 1008.0)
+    assert "fp32" not in s.tflops  # not on the sheet: measured on the card, never invented
+
+
+def test_unknown_gpu_without_measurement_has_no_ceilings_but_still_reports_rates():
+    c = gpus.ceilings_for("Some Future GPU", measure=False)
+    assert not c.known and c.tflops == {} and c.bw_gbs is None
+    r = gpus.roofline(2e12, 1e9, 0.5, c, "tf32")
+    assert r.tflops == pytest.approx(4.0) and r.gbs == pytest.approx(2.0) and r.fraction is None
+
+
+def test_roofline_bound_is_compute_or_memory():
+    c = gpus.ceilings_for("NVIDIA H100 80GB HBM3", measure=False)
+    kb80, kb82 = problems.get("kb80").case(), problems.get("kb82").case()
+    # same time for both: the compute-heavy one is judged against the TF32 peak, the depthwise one against
+    # the bandwidth at its intensity
+    r80 = gpus.roofline(kb80.flops, kb80.min_bytes, 2e-3, c, "tf32")
+    r82 = gpus.roofline(kb82.flops, kb82.min_bytes, 2e-3, c, "tf32")
+    assert r80.limiter == "compute" and r80.bound_tflops == c.tflops["tf32"]
+    assert r82.limiter == "memory" and r82.bound_tflops == pytest.approx(c.bw_gbs * r82.intensity / 1e3)
+    for r in (r80, r82):
+        assert r.fraction == pytest.approx(r.tflops / r.bound_tflops)
+    assert gpus.precision_class("float32", "ieee") == "fp32"
+    assert gpus.precision_class("bfloat16", "native") == "bf16"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Catalogue
+# ----------------------------------------------------------------------------------------------------------
+def test_catalogue_has_the_kernelbench_problems_with_their_files():
+    kb = {p.name: p for p in CATALOGUE if p.group == "kernelbench"}
+    assert sorted(kb) == sorted(f"kb{n}" for n in (50, 55, 56, 62, 63, 80, 82, 83, 84, 85, 86, 87))
+    for name, p in kb.items():
+        assert p.source.startswith(f"KernelBench/level1/{name[2:]}_") and p.source.endswith(".py")
+    assert len(kb["kb86"].stages) == 2  # depthwise then pointwise
+    assert kb["kb50"].stages[0].has_bias  # nn.Conv2d's default bias=True
+
+
+# GFLOP of the shapes measured in shared/reference/anchors-h100.json (field "gflop"): an independent count.
+ANCHOR_GFLOP = {"kb80": 371.54193408, "kb55": 614.85613056, "kb56": 582.61504, "kb63": 616.061730816,
+                "kb87": 274.877906944, "resnet_3x3_s1": 7.398752256, "resnet_3x3_s2": 14.797504512,
+                "resnet_stem_7x7": 7.552892928}
+
+
+@pytest.mark.parametrize("name", sorted(ANCHOR_GFLOP))
+def test_catalogue_shapes_match_the_reference_anchors(name):
+    assert problems.get(name).flops / 1e9 == pytest.approx(ANCHOR_GFLOP[name], rel=1e-12)
+
+
+def test_catalogue_selection():
+    names = [p.name for p in CATALOGUE]
+    assert len(names) == len(set(names))
+    quick = problems.select(None, quick=True)
+    assert quick and set(quick) < set(CATALOGUE)
+    assert {p.group for p in quick} == {"kernelbench", "resnet50", "latency"}
+    assert problems.select("gate") and all(p.gate for p in problems.select("gate"))
+    assert [p.name for p in problems.select("kb80,resnet_3x3_s1")] == ["kb80", "resnet_3x3_s1"]
+    assert {p.group for p in problems.select(["latency"])} == {"latency"}
+    with pytest.raises(ValueError, match="unknown benchmark problem"):
+        problems.select("kb81")
+
+
+def test_stages_must_chain():
+    a = ConvProblem.make(1, 4, 8, 6, 6, 3)
+    with pytest.raises(ValueError, match="does not consume"):
+        BenchProblem("bad", "smoke", (a, ConvProblem.make(1, 4, 8, 4, 4, 1)))
+
+
+def test_inputs_are_deterministic_nonzero_and_in_the_requested_layout():
+    case = problems.get("smoke_1x1_s2_bias").case("bfloat16", "nhwc")
+    a, b = case.make_inputs("cpu"), case.make_inputs("cpu")
+    assert torch.equal(a.x, b.x) and torch.equal(a.weights[0], b.weights[0])
+    assert a.x.dtype == torch.bfloat16 and a.x.is_contiguous(memory_format=torch.channels_last)
+    assert bool((a.x != 0).any()) and a.biases[0] is not None
+    assert not torch.equal(case.make_inputs("cpu", seed=1).x, a.x)
+    assert case.id == "smoke_1x1_s2_bias-bf16-nhwc"
+    with pytest.raises(ValueError):
+        BenchCase(case.problem, "bfloat16", "nchw", "tf32")
+    with pytest.raises(ValueError):
+        BenchCase(case.problem, "float64")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Timing loop (synthetic clock)
+# ----------------------------------------------------------------------------------------------------------
+def test_measure_interleaves_flushes_and_excludes_first_call_and_warmup():
+    dev = FakeEvents()
+    slow_first = lambda i: 1000.0 if i == 0 else 2.0  # first call: "compile + autotune"
+    t = timing.measure({"A": workload(dev, "A", slow_first), "B": workload(dev, "B", 3.0)}, dev, rounds=6,
+                       warmup=2)
+    assert t["A"].times_ms == [2.0] * 6 and t["B"].times_ms == [3.0] * 6  # flush time never counted
+    assert t["A"].first_call_s is not None
+    timed = [e for e in dev.log[2 + 2 * 4:] if e != "flush"]  # after first calls (2) and warm-up (2 x 2 each)
+    assert timed == ["A", "B", "B", "A", "A", "B", "B", "A", "A", "B", "B", "A"]  # order alternates
+    calls = [i for i, e in enumerate(dev.log) if e != "flush"]
+    assert all(dev.log[i - 1] == "flush" for i in calls[2:])  # every timed or warm-up call starts cold
+
+
+def test_rounds_follow_the_budget():
+    assert timing.rounds_for_budget(10.0, 1.0, 10, 500) == 100
+    assert timing.rounds_for_budget(500.0, 1.0, 10, 500) == 10
+    assert timing.rounds_for_budget(0.001, 1.0, 10, 500) == 500
+    dev = FakeEvents()
+    t = timing.measure({"A": workload(dev, "A", 20.0)}, dev, budget_s=1.0, min_rounds=5, max_rounds=1000)
+    assert t["A"].rounds == 50
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The gate's decision
+# ----------------------------------------------------------------------------------------------------------
+def paired(seed, base_ms, slowdown, noise, n=90, drift=0.0):
+    """Interleaved rounds: a common per-round drift (both suffer it) and independent noise per call."""
+    rng = random.Random(seed)
+    a, b = [], []
+    for i in range(n):
+        common = 1 + drift * math.sin(i / 7)
+        a.append(base_ms * common * math.exp(rng.gauss(0, noise)))
+        b.append(base_ms * (1 + slowdown) * common * math.exp(rng.gauss(0, noise)))
+        if rng.random() < 0.03:  # an occasional hiccup
+            (a if rng.random() < 0.5 else b)[-1] *= 1.5
+    return a, b
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gate_passes_identical_code_under_noise(seed):
+    a, b = paired(seed, 2.0, 0.0, noise=0.03, drift=0.1)
+    d = gate.decide_paired(a, b, 0.05, blocks=[30, 30, 30])
+    assert not d.failed and d.verdict == "ok", d
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gate_fails_a_real_slowdown(seed):
+    a, b = paired(seed, 2.0, 0.20, noise=0.03, drift=0.1)
+    d = gate.decide_paired(a, b, 0.05, blocks=[30, 30, 30])
+    assert d.failed and d.verdict == "SLOWER"
+    assert d.ci[0] <= d.ratio <= d.ci[1] and 1.15 < d.ratio < 1.25
+
+
+def test_gate_tolerates_a_slowdown_within_the_threshold():
+    a, b = paired(1, 2.0, 0.03, noise=0.01)
+    d = gate.decide_paired(a, b, 0.05)
+    assert not d.failed and 1.0 < d.ratio < 1.05
+
+
+def test_gate_does_not_fail_a_slowdown_within_the_run_to_run_spread():
+    # 8% slower on average, but the three repeats disagree by +-15%: not beyond the measured spread
+    a, b = [], []
+    for shift in (0.93, 1.08, 1.23):
+        a += [1.0] * 30
+        b += [shift] * 30
+    d = gate.decide_paired(a, b, 0.05, blocks=[30, 30, 30])
+    assert d.slowdown > 0.05 and d.spread > 0.14 and not d.failed and d.verdict == "slower within noise"
+
+
+def test_gate_reports_a_speedup_as_such():
+    a, b = paired(2, 2.0, -0.3, noise=0.02)
+    d = gate.decide_paired(a, b, 0.05)
+    assert not d.failed and d.verdict == "faster"
+
+
+def test_gate_against_a_saved_run():
+    rng = random.Random(0)
+    base = gate.summarize([1.0 + 0.01 * rng.random() for _ in range(50)])
+    same = gate.summarize([1.0 + 0.01 * rng.random() for _ in range(50)])
+    slow = gate.summarize([1.2 + 0.01 * rng.random() for _ in range(50)])
+    assert not gate.decide_unpaired(base, same, 0.05).failed
+    assert gate.decide_unpaired(base, slow, 0.05).failed
+    # summaries without raw times (pytest-benchmark saves without --benchmark-save-data)
+    strip = lambda s: gate.Summary(s.median, s.q1, s.q3, s.n)
+    assert not gate.decide_unpaired(strip(base), strip(same), 0.05).failed
+    assert gate.decide_unpaired(strip(base), strip(slow), 0.05).failed
+
+
+def test_parse_threshold():
+    assert gate.parse_threshold("5%") == pytest.approx(0.05)
+    assert gate.parse_threshold("0.1") == pytest.approx(0.1)
+    with pytest.raises(argparse.ArgumentTypeError):
+        gate.parse_threshold("-3%")
+
+
+def test_ab_compare_on_the_synthetic_clock():
+    dev = FakeEvents()
+    rng = random.Random(3)
+    same = gate.ab_compare(workload(dev, "A", 1.0, rng, 0.02), workload(dev, "B", 1.0, rng, 0.02), dev,
+                           rounds=20, repeats=3, threshold=0.05)
+    slow = gate.ab_compare(workload(dev, "A", 1.0, rng, 0.02), workload(dev, "B", 1.2, rng, 0.02), dev,
+                           rounds=20, repeats=3, threshold=0.05)
+    assert len(same[0]) == len(same[1]) == 60
+    assert not same[2].failed and slow[2].failed
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Correctness under the tolerance model
+# ----------------------------------------------------------------------------------------------------------
+def test_check_stage_accepts_the_reference_and_rejects_an_off_by_one():
+    case = problems.get("smoke_3x3").case(precision="ieee")
+    inp = case.make_inputs("cpu")
+    s = case.stages[0]
+    args = ((s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w), s.groups, "ieee")
+    good = torch.nn.functional.conv2d(inp.x, inp.weights[0], None, *args[:4])
+    assert check_stage(inp.x, inp.weights[0], None, good, *args).ok
+    shifted = good.clone()
+    shifted[..., 1:] = good[..., :-1]  # off by one column
+    bad = check_stage(inp.x, inp.weights[0], None, shifted, *args)
+    assert not bad.ok and bad.n_bad > 0 and bad.error > 100 * bad.tol
+    nan = good.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    assert not check_stage(inp.x, inp.weights[0], None, nan, *args).ok
+    assert not check_stage(inp.x, inp.weights[0], None, good[..., :-1], *args).ok
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Commands without a GPU, package loading
+# ----------------------------------------------------------------------------------------------------------
+def cli(*argv) -> tuple[int, str]:
+    """Run ``python -m fastconv ARGV`` without a GPU; returns (exit status, stdout)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), TRITON_INTERPRET="1")
+    p = subprocess.run([sys.executable, "-m", "fastconv", *argv], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+    return p.returncode, p.stdout
+
+
+def test_bench_without_gpu_checks_but_never_times(tmp_path):
+    rc, out = cli("bench", "--out", str(tmp_path), "--problems", "smoke_3x3,smoke_depthwise")
+    assert rc == 0, out
+    assert "NOT TIMED" in out and " ms" not in out
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["timed"] is False and report["machine"]["gpu"] is None
+    for r in report["results"]:
+        assert r["speedup_vs_cudnn"] is None
+        for impl in r["impls"].values():
+            assert "timing" not in impl and impl["check"]["ok"]
+    rc, out = cli("bench", "--update-benchmarks-md", str(tmp_path / "B.md"))
+    assert rc == 2 and not (tmp_path / "B.md").exists()
+
+
+def test_gate_fails_a_planted_off_by_one_and_passes_a_clean_copy(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import make_candidate
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    clean = tmp_path / "clean"
+    (clean / "fastconv").parent.mkdir()
+    import shutil
+
+    shutil.copytree(REPO / "fastconv", clean / "fastconv", ignore=shutil.ignore_patterns("__pycache__"))
+    obo = make_candidate.make("off-by-one", tmp_path / "obo", REPO / "fastconv")
+    rc, out = cli("gate", "--against", str(clean), "--candidate", str(obo), "--json", str(tmp_path / "g.json"))
+    assert rc == gate.EXIT_WRONG, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("gate: FAIL (correctness)") and "relative error" in last
+    assert json.loads((tmp_path / "g.json").read_text())["status"] == gate.EXIT_WRONG
+    rc, out = cli("gate", "--against", str(clean))
+    assert rc == gate.EXIT_PASS and "NOT TIMED" in out, out
+    rc, out = cli("gate", "--against", "no-such-ref-xyz")
+    assert rc == gate.EXIT_USAGE and "neither a directory" in out
+
+
+def test_load_package_side_by_side_rewrites_absolute_imports(tmp_path):
+    import shutil
+
+    src = tmp_path / "tree" / "fastconv"
+    shutil.copytree(REPO / "fastconv", src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "extra.py").write_text("from fastconv.problem import ConvProblem\nimport fastconv.dispatch as d\n")
+    pkg, desc = gate.load_package(str(tmp_path / "tree"), "test")
+    import fastconv
+
+    assert pkg is not fastconv and pkg.__name__.startswith("fastconv_test_")
+    extra = __import__(pkg.__name__ + ".extra", fromlist=["x"])
+    assert extra.ConvProblem is pkg.ConvProblem and extra.ConvProblem is not fastconv.ConvProblem
+    assert extra.d.__name__ == pkg.__name__ + ".dispatch"
+
+
+def test_load_package_from_git_head():
+    pkg, desc = gate.load_package("HEAD", "test")
+    assert desc.startswith("git HEAD") and hasattr(pkg, "conv2d")
+
+
+def test_saved_runs_are_read_per_case(tmp_path):
+    bench = {"schema": "fastconv-bench/1", "machine": {"gpu": "NVIDIA H100 80GB HBM3"}, "results": [
+        {"id": "kb80-tf32-nchw", "impls": {"fastconv": {"timing": {"times_ms": [2.0, 2.1, 1.9]}}}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    runs, gpu = gate.load_saved_run(tmp_path / "b.json")
+    assert gpu == "NVIDIA H100 80GB HBM3" and runs["kb80-tf32-nchw"].median == pytest.approx(2.0)
+    pb = {"machine_info": {"fastconv": {"gpu": "NVIDIA H100 80GB HBM3"}}, "benchmarks": [
+        {"extra_info": {"impl": "fastconv", "timed": True, "problem": "kb80", "dtype": "float32",
+                        "precision": "tf32", "layout": "nchw"},
+         "stats": {"median": 2e-3, "q1": 1.9e-3, "q3": 2.1e-3, "rounds": 40}},
+        {"extra_info": {"impl": "cudnn", "timed": True, "problem": "kb80", "dtype": "float32",
+                        "precision": "tf32", "layout": "nchw"},
+         "stats": {"median": 2.4e-3, "q1": 2.3e-3, "q3": 2.5e-3, "rounds": 40}}]}
+    (tmp_path / "p.json").write_text(json.dumps(pb))
+    runs, gpu = gate.load_saved_run(tmp_path / "p.json")
+    assert list(runs) == ["kb80-tf32-nchw"] and runs["kb80-tf32-nchw"].median == pytest.approx(2.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report formatting and chart (a synthetic timed report)
+# ----------------------------------------------------------------------------------------------------------
+def synthetic_report():
+    ceil = gpus.ceilings_for("NVIDIA H100 80GB HBM3", measure=False)
+    rows = []
+    for name, cud, fast in (("kb80", 2.4, 2.0), ("kb82", 1.0, 0.8)):
+        c = problems.get(name).case()
+        roof = gpus.roofline(c.flops, c.min_bytes, fast * 1e-3, ceil, "tf32").to_json()
+        rows.append({"problem": name, "id": c.id, "timed": True, "intensity": c.flops / c.min_bytes,
+                     "flops": c.flops, "precision": "tf32", "precision_class": "tf32", "label": "tf32",
+                     "layout": "nchw", "speedup_vs_cudnn": cud / fast, "impls": {
+                         "cudnn": {"timing": {"median_ms": cud}, "kernels": [{"kernel": "cudnn"}]},
+                         "fastconv": {"timing": {"median_ms": fast}, "roofline": roof,
+                                      "kernels": [{"kernel": "igemm", "config": "BLOCK_M128_w4_s3"}],
+                                      "check": {"rel_error": 3e-4, "ok": True}},
+                         "direct": {"skipped": "skipped: ~3.0 s per call estimated (> 1 s)"}}})
+    return {"timed": True, "date": "2025-01-01T00:00:00+00:00", "command": "python -m fastconv bench --quick",
+            "timing": "CUDA events", "machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"},
+            "ceilings": ceil.to_json(), "settings": {"dtype": "float32", "layout": "nchw"}, "results": rows}
+
+
+def test_table_and_benchmarks_md():
+    from fastconv.bench.runner import benchmarks_md, format_table
+
+    rep = synthetic_report()
+    table = format_table(rep)
+    assert "kb80" in table and "1.20x" in table and "igemm BLOCK_M128_w4_s3" in table and "skipped" in table
+    md = benchmarks_md(rep, "benchmarks/latest.png")
+    assert "`python -m fastconv bench --quick`" in md and "2025-01-01" in md and "NVIDIA H100" in md
+    assert "| kb82 |" in md and "measured (" in md
+
+
+def test_chart_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastconv.bench.chart import draw
+
+    path = draw(synthetic_report(), tmp_path / "c.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pytest-benchmark integration
+# ----------------------------------------------------------------------------------------------------------
+PLUGIN_CONFTEST = """
+import os, torch
+os.environ.setdefault("TRITON_INTERPRET", "1")
+import fastconv.bench.pytest_plugin as plugin
+from fastconv.bench import gpus, timing
+
+pytest_plugins = ["fastconv.bench.pytest_plugin"]
+
+class Steps(timing.TimingBackend):
+    # each marker advances a synthetic clock: call i lasts 1 + (i % 3) / 10 ms
+    name = "synthetic"
+    def __init__(self):
+        self.n = 0; self.now = 0.0
+    def marker(self):
+        self.n += 1
+        if self.n % 2 == 0:
+            self.now += 1 + (self.n // 2 % 3) / 10
+        return self.now
+    def elapsed_ms(self, a, b): return b - a
+    def synchronize(self): pass
+    def flush_l2(self): pass
+    def describe(self): return "synthetic steps"
+
+if os.environ.get("FAKE_TIMED"):
+    _setup = (torch.device("cpu"), Steps(), gpus.ceilings_for("NVIDIA H100 80GB HBM3", measure=False))
+    plugin._timed_setup = lambda: _setup
+"""
+
+PLUGIN_TEST = """
+import pytest
+pytestmark = pytest.mark.benchmark
+
+@pytest.mark.parametrize("impl", ["fastconv", "cudnn"])
+def test_conv(conv_bench, bench_case, impl):
+    conv_bench(bench_case, impl)
+"""
+
+
+def run_pytest(tmp_path, *args, fake_timed: bool):
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(PLUGIN_CONFTEST))
+    (tmp_path / "test_b.py").write_text(textwrap.dedent(PLUGIN_TEST))
+    env = dict(os.environ, PYTHONPATH=str(REPO), TRITON_INTERPRET="1")
+    env.pop("FAKE_TIMED", None)
+    if fake_timed:
+        env["FAKE_TIMED"] = "1"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
+                        "--bench-problems", "smoke_3x3", *args], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_plugin_feeds_device_times_and_extra_info_to_pytest_benchmark(tmp_path):
+    rc, out = run_pytest(tmp_path, "--benchmark-json", str(tmp_path / "b.json"), "--benchmark-max-time=0.001",
+                         fake_timed=True)
+    assert rc == 0, out
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["machine_info"]["fastconv"]["torch"] == torch.__version__
+    benches = {b["extra_info"]["impl"]: b for b in data["benchmarks"]}
+    assert set(benches) == {"fastconv", "cudnn"}
+    for b in benches.values():
+        assert b["options"]["timer"] == "device_clock" and b["group"] == "smoke_3x3-tf32-nchw"
+        times = b["stats"]["data"]
+        assert len(times) == b["extra_info"]["rounds"] >= 10
+        assert set(round(t * 1e3, 6) for t in times) <= {1.0, 1.1, 1.2}  # exactly the synthetic device times
+        assert b["stats"]["median"] * 1e3 == pytest.approx(b["extra_info"]["median_ms"])
+        info = b["extra_info"]
+        for key in ("problem", "dtype", "precision", "kernels", "tflops", "gbs", "fraction", "rel_error"):
+            assert key in info, key
+    assert "speedup_vs_cudnn" in benches["fastconv"]["extra_info"]
+    assert "timed on the GPU" in out
+
+
+def test_plugin_without_gpu_records_nothing(tmp_path):
+    rc, out = run_pytest(tmp_path, "--benchmark-json", str(tmp_path / "b.json"), fake_timed=False)
+    assert rc == 0, out
+    assert "NOT TIMED" in out
+    saved = (tmp_path / "b.json").read_text()
+    assert saved == "" or json.loads(saved)["benchmarks"] == []
