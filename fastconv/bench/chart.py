@@ -22,6 +22,7 @@ def draw(report: dict, path: str | Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     rows = [r for r in report["results"] if r["timed"]]
@@ -40,21 +41,25 @@ def draw(report: dict, path: str | Path) -> Path | None:
     ys = list(range(len(rows)))
     sp_fast = [med(r, "cudnn") / med(r, "fastconv") for r in rows]
     sp_seed = [med(r, "cudnn") / med(r, "direct") for r in rows]
-    ax1.barh([y - 0.2 for y in ys], [s if math.isfinite(s) else 0 for s in sp_fast], height=0.4,
-             label="fastconv", color="tab:blue")
-    ax1.barh([y + 0.2 for y in ys], [s if math.isfinite(s) else 0 for s in sp_seed], height=0.4,
-             label="seed (direct)", color="tab:gray")
-    for y, s in zip(ys, sp_fast):
-        if math.isfinite(s):
-            ax1.text(s, y - 0.2, f" {s:.2f}x", va="center", fontsize=7)
+    # bars start at parity (1x): right of the line is faster than cuDNN, left is slower
+    for offset, sp, label, color in ((-0.2, sp_fast, "fastconv", "tab:blue"),
+                                     (0.2, sp_seed, "seed (direct)", "tab:gray")):
+        ok = [(y, s) for y, s in zip(ys, sp) if math.isfinite(s)]
+        ax1.barh([y + offset for y, _ in ok], [s - 1 for _, s in ok], left=1, height=0.4, label=label,
+                 color=color)
+        for y, s in ok:
+            ax1.text(s, y + offset, f" {s:.2f}x " if s >= 1 else f" {s:.3g}x ", va="center", fontsize=7,
+                     ha="left" if s >= 1 else "right")
     ax1.axvline(1.0, color="k", lw=0.8)
     ax1.set_xscale("log")
+    ax1.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax1.set_yticks(ys)
     ax1.set_yticklabels(names, fontsize=8)
     ax1.invert_yaxis()
     ax1.set_xlabel("speedup over cuDNN (F.conv2d), log scale")
     ax1.set_title("speedup per problem")
-    ax1.legend(loc="lower right", fontsize=8)
+    ax1.legend(loc="best", fontsize=8)
 
     # -- roofline -----------------------------------------------------------------------------------------
     ceil = report.get("ceilings") or {}
