@@ -309,6 +309,23 @@ def test_check_stage_accepts_the_reference_and_rejects_an_off_by_one():
     assert not check_stage(inp.x, inp.weights[0], None, good[..., :-1], *args).ok
 
 
+def test_an_implementation_that_raises_is_reported_not_fatal():
+    import types
+
+    from fastconv.bench.harness import bench_case
+
+    def conv2d(*args, **kwargs):
+        raise NotImplementedError("no kernel for this\nsecond line")
+
+    broken = types.SimpleNamespace(__name__="broken", conv2d=conv2d)
+    dev = FakeEvents()
+    res = bench_case(problems.get("smoke_3x3").case(), ["cudnn", "fastconv"], torch.device("cpu"), dev, None,
+                     rounds=3, package=broken)
+    assert res.impls["fastconv"].error == "NotImplementedError: no kernel for this"
+    assert res.impls["fastconv"].timing is None and res.impls["cudnn"].timing.rounds == 3
+    assert res.impls["cudnn"].check.ok
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Commands without a GPU, package loading
 # ----------------------------------------------------------------------------------------------------------

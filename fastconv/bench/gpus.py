@@ -19,6 +19,7 @@ Precision classes (what the roofline's compute ceiling is for):
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -151,9 +152,11 @@ def roofline(flops: float, min_bytes: float, seconds: float, ceilings: Ceilings 
     The bound at arithmetic intensity ``I = flops / min_bytes`` is ``min(peak[pclass], bw * I)``: a
     compute-bound problem is judged against the compute peak, a memory-bound one against the bandwidth.
     """
+    intensity = flops / min_bytes
+    if not seconds > 0:  # no measurement
+        return Roofline(math.nan, math.nan, intensity, None, None, None)
     tflops = flops / seconds / 1e12
     gbs = min_bytes / seconds / 1e9
-    intensity = flops / min_bytes
     peak = ceilings.peak(pclass) if ceilings is not None else None
     bw = ceilings.bw_gbs if ceilings is not None else None
     if peak is None or bw is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -127,6 +128,8 @@ class ImplResult:
     check: Check | None = None
     kernels: list[dict] = field(default_factory=list)
     skipped: str | None = None
+    error: str | None = None  # the implementation raised (counts as a wrong result)
+    first_call_s: float | None = None
     roof: dict | None = None
 
     @property
@@ -134,8 +137,9 @@ class ImplResult:
         return self.timing.median_ms if self.timing is not None else math.nan
 
     def to_json(self) -> dict:
-        d = {"impl": self.impl, "skipped": self.skipped, "kernels": self.kernels,
-             "check": self.check.to_json() if self.check else None, "roofline": self.roof}
+        d = {"impl": self.impl, "skipped": self.skipped, "error": self.error, "kernels": self.kernels,
+             "first_call_s": self.first_call_s, "check": self.check.to_json() if self.check else None,
+             "roofline": self.roof}
         if self.timing is not None:
             d["timing"] = self.timing.summary()
         return d
@@ -194,13 +198,30 @@ def bench_case(
         if reason is None:
             runnable.append(impl)
     fns = {impl: (lambda impl=impl: run_impl(impl, case, inputs, package)) for impl in runnable}
-    if backend is not None:
+    # -- first call of each, on its own: compilation and autotuning, and any error, stay out of the rounds --
+    for impl in list(runnable):
+        try:
+            if backend is not None:
+                backend.synchronize()
+            t0 = time.perf_counter()
+            fns[impl]()
+            if backend is not None:
+                backend.synchronize()
+            results[impl].first_call_s = time.perf_counter() - t0
+        except Exception as exc:  # reported in the table (and as a wrong result), the other impls still run
+            results[impl].error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            runnable.remove(impl)
+            del fns[impl]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if backend is not None and fns:
         try:
             timings = measure(fns, backend, rounds=rounds, budget_s=budget_s, min_rounds=min_rounds,
-                              max_rounds=max_rounds, on_round=on_round)
+                              max_rounds=max_rounds, on_round=on_round, first_call=False)
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(f"{case.id}: out of GPU memory while timing {runnable}: {exc}") from exc
         for impl, t in timings.items():
+            t.first_call_s = results[impl].first_call_s
             results[impl].timing = t
     pclass = precision_class(case.dtype, case.resolved_precision)
     for impl in runnable:

@@ -238,6 +238,8 @@ def conv_bench(gpu_benchmark, request):
             r = holder["r"].impls[impl]
             if r.skipped:
                 pytest.skip(r.skipped)
+            if r.error:
+                pytest.fail(f"{case.id} {impl} raised {r.error}")
             info.update(kernels=r.kernels, rel_error=r.check.error, tolerance=r.check.tol)
             counts["smoke"] += 1
             assert r.check.ok, f"{case.id} {impl}: relative error {r.check.error:.3g} > {r.check.tol:.3g}"
@@ -248,6 +250,8 @@ def conv_bench(gpu_benchmark, request):
         r = res.impls[impl]
         if r.skipped:
             pytest.skip(r.skipped)
+        if r.error:
+            pytest.fail(f"{case.id} {impl} raised {r.error}")
         t = r.timing
         info.update(timed=True, timing=backend.describe(), kernels=r.kernels, rounds=t.rounds,
                     median_ms=t.median_ms, first_call_s=t.first_call_s, precision_class=res.pclass,

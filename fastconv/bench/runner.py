@@ -79,8 +79,10 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         for r in report["results"]:
             roof = r["impls"].get("fastconv", {}).get("roofline") or {}
             check = r["impls"].get("fastconv", {}).get("check") or {}
+            fast = r["impls"].get("fastconv", {})
             rows.append([
-                r["problem"], _fmt(_median(r, "cudnn"), ".3f"), _fmt(_median(r, "fastconv"), ".3f"),
+                r["problem"], _fmt(_median(r, "cudnn"), ".3f"),
+                "ERROR" if fast.get("error") else _fmt(_median(r, "fastconv"), ".3f"),
                 _fmt(r.get("speedup_vs_cudnn"), ".2f") + "x", _fmt(roof.get("tflops"), ".1f"),
                 _fmt(roof.get("gbs"), ".0f"),
                 _fmt(100 * roof["fraction"] if roof.get("fraction") else None, ".1f"),
@@ -93,7 +95,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     for r in report["results"]:
         for impl, d in r["impls"].items():
             c = d.get("check") or {}
-            ok = "yes" if c.get("ok") else ("skipped" if d.get("skipped") else "NO")
+            ok = "yes" if c.get("ok") else ("skipped" if d.get("skipped") else
+                                            f"ERROR {d['error']}" if d.get("error") else "NO")
             rows.append([r["problem"], impl, _kernel_str(r, impl), _fmt(c.get("rel_error"), ".1e"),
                          _fmt(c.get("tolerance"), ".1e"), ok])
     return head, rows
@@ -197,8 +200,9 @@ def run(args: argparse.Namespace) -> int:
         results.append(res)
         if timed:
             f, c = res.impls["fastconv"], res.impls["cudnn"]
-            progress.show(i, f"{case.id}: cuDNN {c.median_ms:.3f} ms, fastconv {f.median_ms:.3f} ms "
-                             f"({res.speedup():.2f}x)", done=True)
+            progress.show(i, f"{case.id}: cuDNN {c.median_ms:.3f} ms, fastconv "
+                             + (f"ERROR {f.error}" if f.error else f"{f.median_ms:.3f} ms ({res.speedup():.2f}x)"),
+                          done=True)
         else:
             progress.show(i, f"{case.id}: checked", done=True)
 
@@ -245,8 +249,9 @@ def run(args: argparse.Namespace) -> int:
             rel_chart = "benchmarks/latest.png"
         md_path.write_text(benchmarks_md(report, rel_chart))
         print(f"wrote {md_path}")
-    wrong = [f"{r['id']} {impl}" for r in report["results"] for impl, d in r["impls"].items()
-             if d.get("check") and not d["check"]["ok"]]
+    wrong = [f"{r['id']} {impl}" + (f" ({d['error']})" if d.get("error") else "")
+             for r in report["results"] for impl, d in r["impls"].items()
+             if d.get("error") or (d.get("check") and not d["check"]["ok"])]
     if wrong:
         print(f"bench: WRONG OUTPUT: {', '.join(wrong)}")
         return 1
