@@ -481,6 +481,7 @@ class Steps(timing.TimingBackend):
 
 if os.environ.get("FAKE_TIMED"):
     _setup = (torch.device("cpu"), Steps(), gpus.ceilings_for("NVIDIA H100 80GB HBM3", measure=False))
+    plugin._timed_device = lambda: _setup[0]
     plugin._timed_setup = lambda: _setup
 """
 

@@ -442,9 +442,13 @@ def run(args: argparse.Namespace) -> int:
         results.append(res)
         inputs = case.make_inputs(device)
         res.cand_error, res.tol, res.failure = _check(case, inputs, cand, "candidate")
+        base_failure = None
         if base is not None:
-            res.base_error, _, _ = _check(case, inputs, base, "baseline")
+            res.base_error, _, base_failure = _check(case, inputs, base, "baseline")
         if not do_time or res.failure:
+            continue
+        if base_failure is not None and res.base_error is None:  # the baseline raised: nothing to time against
+            print(f"gate: {case.id}: baseline {base_failure}; not timed", file=sys.stderr)
             continue
         fc = lambda case=case, inputs=inputs: run_impl("fastconv", case, inputs, cand)
         if base is not None:

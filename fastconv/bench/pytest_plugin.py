@@ -56,15 +56,22 @@ def pytest_addoption(parser):
                     help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
 
 
-def _timed_setup():
-    """(device, backend, ceilings) when timing is possible (a CUDA GPU, not the interpreter), else None."""
+def _timed_device():
+    """The CUDA device benchmarks are timed on, or None (no GPU, or Triton's interpreter is on)."""
     import torch
 
     from ..validation import interpreter_enabled
 
     if not torch.cuda.is_available() or interpreter_enabled():
         return None
-    return _cuda_setup(torch.cuda.current_device())
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _timed_setup():
+    """(device, backend, ceilings) when timing is possible, else None.  Built on first use (not during
+    collection): unknown ceilings are measured on the GPU then."""
+    device = _timed_device()
+    return None if device is None else _cuda_setup(device.index)
 
 
 @functools.cache
@@ -83,10 +90,13 @@ def _cases(config):
 
     dtype, layout = config.getoption("bench_dtype"), config.getoption("bench_layout")
     precision = config.getoption("bench_precision")
-    if _timed_setup() is None:
-        problems = list(SMOKE)  # the interpreter runs only tiny problems, whatever was asked
+    asked = config.getoption("bench_problems")
+    if _timed_device() is None:
+        # the interpreter runs only tiny problems: the smoke set, or the tiny ones among those asked for
+        tiny = [p for p in select(asked) if p.group in ("smoke", "gate-correctness")] if asked else []
+        problems = tiny or list(SMOKE)
     else:
-        problems = select(config.getoption("bench_problems"), quick=config.getoption("bench_quick"))
+        problems = select(asked, quick=config.getoption("bench_quick"))
     return [p.case(dtype, layout, precision if dtype == "float32" else None) for p in problems]
 
 
