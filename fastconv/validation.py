@@ -177,6 +177,10 @@ def normalize_conv2d_args(
             f"Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: "
             f"({eff_kh} x {eff_kw}). Kernel size can't be greater than actual input size"
         )
+    if n > 0 and (h == 0 or w == 0):  # padding can make an empty image "large enough": torch still refuses
+        raise RuntimeError(
+            f"Only zero batch or zero channel inputs are supported, but got input shape: {list(x.shape)}"
+        )
 
     # --- where it can run ---------------------------------------------------------------------------
     if input.device.type == "cpu" and not interpreter_enabled():
