@@ -1,0 +1,49 @@
+"""Verification tools for conv2d kernels (fastconv's and your own).
+
+- :func:`reference_conv2d`: the fp64 reference of a call, with the magnitudes the error model needs;
+- :func:`error_model` / :data:`ERROR_MODELS`: the one tolerance table (per dtype and precision mode);
+- :func:`assert_conv_close`: assert an output against the reference within the model, with a message that
+  gives max abs/rel error, the number and first index of mismatches, the problem, the seed and a repro line;
+- :func:`check_within` / :func:`conv_error_bound`: the same check between any two outputs (bounds add);
+- :class:`ConvCase` / :func:`run_case`: a test case as a value (replayable from its ``repr``);
+- :func:`poisoned_allocations`, :func:`layout_mismatch`: every output element written, layout as torch's.
+
+Hypothesis strategies live in the repository's ``properties/strategies.py`` (they need Hypothesis).
+"""
+
+from ..problem import ConvProblem
+from .cases import (
+                    DISTRIBUTIONS,
+                    LAYOUTS,
+                    SIGNS,
+                    WEIGHT_LAYOUTS,
+                    ConvCase,
+                    make_values,
+                    run_case,
+                    same_padding,
+                    with_layout,
+)
+from .memory import layout_mismatch, memory_format, poisoned_allocations
+from .reference import ConvReference, reference_conv2d
+from .tolerance import (
+                    ERROR_MODELS,
+                    SAFETY,
+                    ConvCheck,
+                    ErrorBound,
+                    ErrorModel,
+                    assert_conv_close,
+                    assert_within,
+                    check_conv,
+                    check_within,
+                    conv_error_bound,
+                    error_model,
+                    register_error_model,
+)
+
+__all__ = [
+    "ConvProblem", "ConvCase", "run_case", "make_values", "with_layout", "same_padding", "LAYOUTS",
+    "WEIGHT_LAYOUTS", "DISTRIBUTIONS", "SIGNS", "ConvReference", "reference_conv2d", "ErrorModel",
+    "ERROR_MODELS", "SAFETY", "error_model", "register_error_model", "ErrorBound", "conv_error_bound",
+    "ConvCheck", "check_within", "check_conv", "assert_conv_close", "assert_within", "poisoned_allocations",
+    "memory_format", "layout_mismatch",
+]

@@ -1,0 +1,1 @@
+"""Property-based tests of fastconv's kernels (Hypothesis), and the strategies they draw from."""

@@ -1,0 +1,86 @@
+"""fastconv.conv2d matches the fp64 reference within the error model, writes every output element, and
+returns torch's shape, dtype and memory format: for every backend, drawn problems and regression cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch.nn.functional as F
+from hypothesis import Phase, assume, example, given, settings
+from hypothesis import strategies as st
+
+from fastconv.problem import ConvProblem
+from fastconv.testing import ConvCase, assert_conv_close, layout_mismatch, poisoned_allocations
+
+from .harness import BACKENDS, DEVICE, context, conv, reference
+from .strategies import backend_cases, conv_problems, examples, supported
+
+pytestmark = pytest.mark.property
+
+
+def check_case(backend: str, case: ConvCase, precision: str | None) -> None:
+    """The contract, on one case: run into NaN-poisoned memory, compare with torch and the fp64 reference."""
+    x, w, b = case.make_inputs(DEVICE)
+    with poisoned_allocations():  # an element the kernel does not write stays NaN and fails below
+        y = conv(backend, case, precision, x, w, b)
+    expected = F.conv2d(x, w, b, **case.conv_kwargs())
+    why = layout_mismatch(y, expected)
+    assert why is None, f"{why}\n  problem: {case.short()} backend={backend}"
+    assert_conv_close(y, x, w, b, **case.conv_kwargs(), precision=precision,
+                      reference=reference(case, x, w, b), **context(backend, case, precision))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=examples("reference"))
+@given(data=st.data())
+def test_matches_reference_in_poisoned_memory(backend, data):
+    case, precision = data.draw(backend_cases(backend), label="case, precision")
+    check_case(backend, case, precision)
+
+
+def _case(batch, c_in, c_out, h, w, kernel, stride=1, padding=0, dilation=1, groups=1, **kw) -> ConvCase:
+    geometry_kw = {k: kw.pop(k) for k in ("dtype", "has_bias") if k in kw}
+    geometry = ConvProblem.make(batch, c_in, c_out, h, w, kernel, stride, padding, dilation, groups, **geometry_kw)
+    return ConvCase(geometry, seed=kw.pop("seed", 1234), **kw)
+
+
+def _same(batch, c_in, c_out, h, w, kernel, dilation, **kw) -> ConvCase:
+    """A ``padding="same"`` case: pads split as torch splits them (the odd one after)."""
+    from fastconv.testing import same_padding
+
+    (ph, ph_end), (pw, pw_end) = same_padding(kernel[0], dilation[0]), same_padding(kernel[1], dilation[1])
+    c = _case(batch, c_in, c_out, h, w, kernel, 1, 0, dilation, **kw)
+    return c.replace(geometry=c.geometry.replace(pad_h=ph, pad_h_end=ph_end, pad_w=pw, pad_w_end=pw_end),
+                     padding="same")
+
+
+# Hand-picked regression cases, run for every backend that supports them.
+REGRESSION = {
+    # the seed's problem (KernelBench L1 #80: 8x32 -> 64, 512x512, k5x9, p2x4, d2x3) at a reduced size
+    "seed_reduced": _case(1, 3, 4, 9, 20, (5, 9), 1, (2, 4), (2, 3)),
+    "pointwise_1x1": _case(2, 8, 6, 5, 5, 1, has_bias=True),
+    "depthwise": _case(2, 4, 4, 6, 6, 3, 1, 1, 1, groups=4, has_bias=True),
+    "stride2_pad1": _case(1, 3, 4, 7, 7, 3, 2, 1),
+    "same_even_kernel": _same(1, 2, 3, 6, 5, (4, 2), (1, 2)),
+    "channels_last_input_contiguous_weight": _case(2, 3, 4, 5, 5, 3, layout="channels_last"),
+    "sliced_view": _case(2, 3, 4, 6, 5, (2, 3), 1, (1, 0), layout="sliced", weight_layout="sliced",
+                         has_bias=True),
+    "unbatched_3d": _case(1, 3, 2, 5, 6, 3, unbatched=True, has_bias=True),
+    "zero_batch": _case(0, 3, 4, 5, 5, 3),
+    "float16_grouped_bias": _case(1, 4, 6, 5, 5, 3, 1, 1, groups=2, dtype="float16", has_bias=True),
+    "bfloat16_channels_last": _case(1, 4, 4, 5, 5, 3, 1, 1, dtype="bfloat16", layout="channels_last"),
+}
+
+
+def _examples(fn):
+    for case in REGRESSION.values():
+        fn = example(case=case, precision=None)(fn)
+    return example(case=REGRESSION["seed_reduced"], precision="ieee")(fn)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(phases=[Phase.explicit])  # only the @examples; test_matches_reference_in_poisoned_memory draws
+@_examples
+@given(case=conv_problems(), precision=st.none())
+def test_regression_cases(backend, case, precision):
+    assume(supported(backend, case, precision))  # e.g. "pointwise" has no business with a 5x9 kernel
+    check_case(backend, case, precision)
