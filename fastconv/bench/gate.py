@@ -29,11 +29,13 @@ Prints a table and ends with one line ``gate: PASS|FAIL ...``.  Exit status: 0 p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -346,6 +348,21 @@ def ab_compare(baseline, candidate, backend, *, rounds: int, repeats: int, thres
     return base_ms, cand_ms, decide_paired(base_ms, cand_ms, threshold, blocks=[rounds] * repeats)
 
 
+@contextlib.contextmanager
+def _autotune(enabled: bool):
+    """``FASTCONV_AUTOTUNE=0`` inside unless ``enabled`` (the autotuner reads it on every choice)."""
+    saved = os.environ.get("FASTCONV_AUTOTUNE")
+    if not enabled:
+        os.environ["FASTCONV_AUTOTUNE"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FASTCONV_AUTOTUNE", None)
+        else:
+            os.environ["FASTCONV_AUTOTUNE"] = saved
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", required=True, metavar="REF|RUN.json",
                         help="baseline: a git ref, a package directory, or a saved run (bench/gate/pytest-"
@@ -441,10 +458,13 @@ def run(args: argparse.Namespace) -> int:
         res = GateResult(case.id)
         results.append(res)
         inputs = case.make_inputs(device)
-        res.cand_error, res.tol, res.failure = _check(case, inputs, cand, "candidate")
-        base_failure = None
-        if base is not None:
-            res.base_error, _, base_failure = _check(case, inputs, base, "baseline")
+        # correctness-only problems take each kernel's default config: autotuning them would compile every
+        # config of every kernel for shapes nobody times
+        with _autotune(do_time):
+            res.cand_error, res.tol, res.failure = _check(case, inputs, cand, "candidate")
+            base_failure = None
+            if base is not None:
+                res.base_error, _, base_failure = _check(case, inputs, base, "baseline")
         if not do_time or res.failure:
             continue
         if base_failure is not None and res.base_error is None:  # the baseline raised: nothing to time against
