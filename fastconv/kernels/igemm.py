@@ -36,6 +36,33 @@ __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE
 
 
 @triton.jit
+def _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW: tl.constexpr, dil_h, dil_w,
+              stride_xh, stride_xw, stride_xc, BLOCK_K: tl.constexpr):
+    """Pointers and row mask of K step ``it`` = (tap, channel block): the tap-(0, 0) row pointers plus one
+    scalar offset; rows whose shifted input coordinates fall in the padding are masked."""
+    tap = it // C_ITERS
+    c0 = (it - tap * C_ITERS) * BLOCK_K
+    kh = tap // KW
+    dh = kh * dil_h
+    dw = (tap - kh * KW) * dil_w
+    row_ok = m_mask & (ih0 >= -dh) & (ih0 < H - dh) & (iw0 >= -dw) & (iw0 < W - dw)
+    a_ptrs = x_rows0[:, None] + (dh * stride_xh + dw * stride_xw + (c0 + offs_k) * stride_xc)[None, :]
+    return a_ptrs, row_ok
+
+
+@triton.jit
+def _dot_step(a, b, acc, ROUND_A: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """acc += a @ b, with the activation rounded to TF32 first when asked and half operands upcast in the
+    interpreter."""
+    if ROUND_A:
+        a = round_tf32(a)
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, acc, input_precision=PRECISION)
+
+
+@triton.jit
 def igemm_conv2d_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     M, H, W, C_IN_G, C_OUT_G, OH, OW, K_ITERS, C_ITERS,
@@ -92,12 +119,7 @@ def igemm_conv2d_kernel(
                       + ci[None, :].to(tl.int64) * stride_xc)
             a = tl.load(a_ptrs, mask=a_mask, other=0.0)
             b = tl.load(w_cols[None, :] + kk[:, None], mask=k_ok[:, None] & n_mask[None, :], other=0.0)
-            if ROUND_A:
-                a = round_tf32(a)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+            acc = _dot_step(a, b, acc, ROUND_A, UPCAST, PRECISION)
     else:
         # -- K loop, per tap: (kh, kw) outer, channel blocks inner, flattened into one pipelined loop.
         # A row's address for tap (kh, kw) is its tap-(0, 0) address plus one offset common to all rows, so
@@ -107,29 +129,20 @@ def igemm_conv2d_kernel(
         x_rows0 = x_rows + ih0.to(tl.int64) * stride_xh + iw0.to(tl.int64) * stride_xw
         b_ptrs = w_cols[None, :] + offs_k[:, None]
         for it in range(0, K_ITERS):
-            tap = it // C_ITERS
-            c0 = (it - tap * C_ITERS) * BLOCK_K
-            kh = tap // KW
-            dh = kh * dil_h
-            dw = (tap - kh * KW) * dil_w
-            row_ok = m_mask & (ih0 >= -dh) & (ih0 < H - dh) & (iw0 >= -dw) & (iw0 < W - dw)
-            a_ptrs = x_rows0[:, None] + (dh * stride_xh + dw * stride_xw + (c0 + offs_k) * stride_xc)[None, :]
+            a_ptrs, row_ok = _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW, dil_h, dil_w,
+                                       stride_xh, stride_xw, stride_xc, BLOCK_K)
             if EVEN_K:  # K advances by exactly BLOCK_K per step: the B pointers just move on
                 a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
                 b = tl.load(b_ptrs, mask=n_mask[None, :], other=0.0)
                 b_ptrs += BLOCK_K
             else:
-                kc = c0 + offs_k
+                tap = it // C_ITERS
+                kc = (it - tap * C_ITERS) * BLOCK_K + offs_k
                 c_ok = kc < C_IN_G
                 a = tl.load(a_ptrs, mask=row_ok[:, None] & c_ok[None, :], other=0.0)
-                b = tl.load(w_cols[None, :] + (tap * C_IN_G + kc)[:, None], mask=c_ok[:, None] & n_mask[None, :],
-                            other=0.0)
-            if ROUND_A:
-                a = round_tf32(a)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+                b = tl.load(w_cols[None, :] + (tap * C_IN_G + kc)[:, None],
+                            mask=c_ok[:, None] & n_mask[None, :], other=0.0)
+            acc = _dot_step(a, b, acc, ROUND_A, UPCAST, PRECISION)
 
     # -- epilogue: bias, cast, store through the output's strides -------------------------------------------
     if HAS_BIAS:
