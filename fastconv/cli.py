@@ -35,19 +35,16 @@ def _ensure_interpreter_if_no_gpu() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="fastconv", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_)
-        p.set_defaults(_module=module)
-        # configure() only adds arguments: import the module lazily but after the interpreter decision
-    argv = sys.argv[1:] if argv is None else argv
-    _ensure_interpreter_if_no_gpu()
-    # second pass: let the chosen command add its own arguments
-    known, _ = parser.parse_known_args(argv)
-    mod = importlib.import_module(known._module)
-    sub_parser = sub.choices[known.command]
-    mod.configure(sub_parser)
+    parsers = {name: sub.add_parser(name, help=help_, description=help_) for name, (_, help_) in COMMANDS.items()}
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:
+        # the interpreter decision comes before the command's module (and so any kernel) is imported
+        _ensure_interpreter_if_no_gpu()
+        mod = importlib.import_module(COMMANDS[command][0])
+        mod.configure(parsers[command])
     args = parser.parse_args(argv)
     return int(mod.run(args) or 0)
 
