@@ -90,6 +90,11 @@ def use_backend(backend: str | None = None, *, precision: str | None = None):
             var.reset(token)
 
 
+def current_precision() -> str | None:
+    """The precision set by the innermost :func:`use_backend`, if any."""
+    return _precision.get()
+
+
 def resolve_precision(dtype: str, precision: str | None) -> str:
     """The arithmetic a call uses: one of ``FLOAT32_PRECISIONS`` for float32, ``"native"`` for half types."""
     precision = _check_precision(precision if precision is not None else _precision.get())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dispatch import resolve_precision, select_kernel
+from .dispatch import current_precision, get_backend, resolve_precision, select_kernel
 from .problem import ConvProblem
-from .tuning.autotuner import choose_config
+from .tuning.autotuner import choose_config, config_forced
 from .validation import normalize_conv2d_args
 
 __all__ = ["conv2d"]
@@ -21,31 +21,78 @@ def _layout(x: torch.Tensor) -> str:
     return "strided"
 
 
-def _forward(x, weight, bias, p: ConvProblem, precision: str, backend: str | None) -> torch.Tensor:
-    """Allocate the output in torch's memory format, pick kernel and config, launch."""
+class _Plan:
+    """What one call signature resolves to: validated problem, kernel, and (once chosen) config.
+
+    Validation, kernel choice and config choice depend only on shapes, strides, dtypes, devices, the conv
+    arguments, the backend and the precision, so a call whose signature was seen before skips them: that
+    keeps the host cost of a small convolution near the launch cost.
+    """
+
+    __slots__ = ("unbatched", "problem", "precision", "kernel", "config")
+
+    def __init__(self, unbatched: bool, problem: ConvProblem, precision: str, kernel):
+        self.unbatched, self.problem, self.precision, self.kernel = unbatched, problem, precision, kernel
+        self.config = None
+
+
+_PLANS: dict[tuple, _Plan] = {}
+_MAX_PLANS = 4096
+
+
+def _hashable(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _plan_key(input, weight, bias, stride, padding, dilation, groups, backend, precision) -> tuple | None:
+    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)
+            and (bias is None or isinstance(bias, torch.Tensor))):
+        return None
+    key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
+           weight.device, None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device),
+           _hashable(stride), _hashable(padding), _hashable(dilation), groups,
+           backend if backend is not None else get_backend(), precision, current_precision(),
+           torch.backends.cudnn.allow_tf32)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _run(x, weight, bias, plan: _Plan, backend: str | None) -> torch.Tensor:
+    """Allocate the output in torch's memory format, pick the config (once per plan), launch."""
+    p, kernel, precision = plan.problem, plan.kernel, plan.precision
     fmt = torch.channels_last if p.channels_last else torch.contiguous_format
     out = torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
     if bias is not None:
         bias = bias.contiguous()  # kernels index the bias as b_ptr + channel (torch accepts any strides)
-    kernel = select_kernel(p, precision, backend)
+    config = plan.config if not config_forced() else None
+    if config is None:
+        def run(cfg):  # one launch into a scratch buffer, for timing candidate configs
+            kernel(x, weight, bias, p, precision, torch.empty_like(out), cfg)
 
-    def run(cfg):  # one launch into a scratch buffer, for timing candidate configs
-        kernel(x, weight, bias, p, precision, torch.empty_like(out), cfg)
-
-    config = choose_config(kernel, p, precision, _layout(x), run, x.device)
+        config = choose_config(kernel, p, precision, _layout(x), run, x.device)
+        if not config_forced():
+            plan.config = config
     return kernel(x, weight, bias, p, precision, out, config)
+
+
+def _forward(x, weight, bias, p: ConvProblem, precision: str, backend: str | None) -> torch.Tensor:
+    """Run a validated problem (``x`` 4-D): choose kernel and config, launch."""
+    return _run(x, weight, bias, _Plan(False, p, precision, select_kernel(p, precision, backend)), backend)
 
 
 class _Conv2dFunction(torch.autograd.Function):
     """Forward on fastconv's kernels; backward through torch's own conv2d gradient (recomputed)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, p, precision, backend):
+    def forward(ctx, x, weight, bias, plan, backend):
         ctx.save_for_backward(x, weight, bias)
-        ctx.problem = p
-        return _forward(x, weight, bias, p, precision, backend)
+        ctx.problem = plan.problem
+        return _run(x, weight, bias, plan, backend)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -59,7 +106,7 @@ class _Conv2dFunction(torch.autograd.Function):
             wanted = [t for t in (*leaves, b) if t is not None and t.requires_grad]
             grads = iter(torch.autograd.grad(y, wanted, grad_out)) if wanted else iter(())
         out = [next(grads) if t is not None and t.requires_grad else None for t in (*leaves, b)]
-        return out[0], out[1], out[2], None, None, None
+        return out[0], out[1], out[2], None, None
 
 
 def conv2d(
@@ -90,12 +137,23 @@ def conv2d(
     Returns:
         ``(N, C_out, H_out, W_out)`` (or ``(C_out, H_out, W_out)``) in the dtype and memory format torch gives.
     """
-    x, unbatched, p = normalize_conv2d_args(input, weight, bias, stride, padding, dilation, groups)
-    prec = resolve_precision(p.dtype, precision)
+    key = _plan_key(input, weight, bias, stride, padding, dilation, groups, backend, precision)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is None:
+        x, unbatched, p = normalize_conv2d_args(input, weight, bias, stride, padding, dilation, groups)
+        prec = resolve_precision(p.dtype, precision)
+        plan = _Plan(unbatched, p, prec, select_kernel(p, prec, backend))
+        if key is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    else:
+        x = input.unsqueeze(0) if plan.unbatched else input
+    unbatched = plan.unbatched
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (input, weight, bias))
     if needs_grad:
-        out = _Conv2dFunction.apply(x, weight, bias, p, prec, backend)
+        out = _Conv2dFunction.apply(x, weight, bias, plan, backend)
     else:
-        out = _forward(x, weight, bias, p, prec, backend)
+        out = _run(x, weight, bias, plan, backend)
     return out.squeeze(0) if unbatched else out

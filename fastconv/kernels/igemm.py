@@ -23,6 +23,8 @@ format torch would return.  Offsets are 64-bit where tensors may pass 2**31 elem
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -238,9 +240,14 @@ def _elem(p: ConvProblem, precision: str) -> int:
 def _device_shared_limit() -> int:
     """Per-block shared memory of the running GPU (the 4090's limit without one, e.g. in the interpreter)."""
     if torch.cuda.is_available() and not dot_upcast():
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        return int(getattr(props, "shared_memory_per_block_optin", SHARED_LIMIT_SM89))
+        return _shared_limit_of(torch.cuda.current_device())
     return SHARED_LIMIT_SM89
+
+
+@functools.cache
+def _shared_limit_of(device_index: int) -> int:
+    props = torch.cuda.get_device_properties(device_index)
+    return int(getattr(props, "shared_memory_per_block_optin", SHARED_LIMIT_SM89))
 
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the tiles that won on at least one problem of the

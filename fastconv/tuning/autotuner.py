@@ -60,6 +60,11 @@ class forced_config:
         _FORCED.stack.pop()
 
 
+def config_forced() -> bool:
+    """Whether a :class:`forced_config` is active (then no choice is memoised)."""
+    return bool(getattr(_FORCED, "stack", None))
+
+
 def _forced(kernel: str) -> KernelConfig | None:
     for name, cfg in reversed(getattr(_FORCED, "stack", [])):
         if name == kernel:
@@ -134,19 +139,20 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
     forced = _forced(kernel.name)
     if forced is not None:
         return forced
+    timed = device.type == "cuda" and os.environ.get("FASTCONV_AUTOTUNE", "1") != "0"
+    if timed:
+        path = cache_path(device)
+        key = _key_str(kernel.name, problem, precision, layout)
+        with _LOCK:
+            _load_disk(path)
+            hit = _MEMORY.get((str(path), key))
+        if hit is not None:
+            return hit
     configs = kernel.configs(problem, precision)
     if not configs:
         raise RuntimeError(f"fastconv: kernel {kernel.name} has no config that fits {problem.short()}")
-    if device.type != "cuda" or len(configs) == 1 or os.environ.get("FASTCONV_AUTOTUNE", "1") == "0":
+    if not timed or len(configs) == 1:
         return configs[0]
-
-    path = cache_path(device)
-    key = _key_str(kernel.name, problem, precision, layout)
-    with _LOCK:
-        _load_disk(path)
-        hit = _MEMORY.get((str(path), key))
-    if hit is not None:
-        return hit
 
     from triton.testing import do_bench
 
