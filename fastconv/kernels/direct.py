@@ -54,11 +54,11 @@ def direct_conv2d_kernel(
     acc = tl.zeros([BLOCK_HW], dtype=tl.float32)
     x_c = x_base  # advanced by one channel per iteration: pointer arithmetic stays 64-bit
     for ic in range(0, C_IN_G):
-        for kh in tl.static_range(KH):
+        for kh in range(0, KH):  # runtime loops, as the seed: unrolling 45 taps spills at BLOCK_HW=256
             ih = ih0 + kh * dil_h
             valid_h = (ih >= 0) & (ih < H)
             row = x_c + tl.where(valid_h, ih, 0).to(tl.int64) * stride_xh
-            for kw in tl.static_range(KW):
+            for kw in range(0, KW):
                 iw = iw0 + kw * dil_w
                 valid = mask_hw & valid_h & (iw >= 0) & (iw < W)
                 x_val = tl.load(row + tl.where(valid, iw, 0).to(tl.int64) * stride_xw, mask=valid, other=0.0)
