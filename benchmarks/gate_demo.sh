@@ -11,12 +11,16 @@
 # Each run's table goes to OUTDIR/<name>.txt, its JSON to OUTDIR/<name>.json.  The script exits 0 only if
 # all four runs ended as expected.  Extra gate arguments: GATE_ARGS="--problems gate --rounds 30 --repeats 3".
 set -u
-cd "$(git rev-parse --show-toplevel)"
+cd "$(git rev-parse --show-toplevel 2>/dev/null || dirname "$0")/"
+[ -d fastconv ] || cd ..
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${1:-out/gate_demo}
 GATE_ARGS=${GATE_ARGS:-"--rounds 30 --repeats 3"}
+# The baseline: a git ref, or a package directory (for a machine that has the tree but no git history, e.g.
+# `git archive HEAD fastconv | tar -x -C .gate_base` made beside the checkout and copied along).
+BASE=${GATE_BASE:-HEAD}
 mkdir -p "$OUT"
-if ! git diff --quiet HEAD -- fastconv; then
+if [ "$BASE" = HEAD ] && ! git diff --quiet HEAD -- fastconv; then
     echo "note: fastconv/ has uncommitted changes: runs 1-2 compare HEAD with the working tree, not A with A"
 fi
 
@@ -34,12 +38,12 @@ run_gate() {  # name expected-exit gate-args...
     [ "$rc" = "$expect" ] || FAILED="$FAILED $name(exit $rc, expected $expect)"
 }
 
-run_gate unchanged-1 0 --against HEAD
-run_gate unchanged-2 0 --against HEAD
+run_gate unchanged-1 0 --against "$BASE"
+run_gate unchanged-2 0 --against "$BASE"
 python benchmarks/make_candidate.py slow "$OUT/slow" || exit 2
-run_gate slowed 1 --against HEAD --candidate "$OUT/slow/fastconv"
+run_gate slowed 1 --against "$BASE" --candidate "$OUT/slow/fastconv"
 python benchmarks/make_candidate.py off-by-one "$OUT/off_by_one" || exit 2
-run_gate off-by-one 3 --against HEAD --candidate "$OUT/off_by_one/fastconv"
+run_gate off-by-one 3 --against "$BASE" --candidate "$OUT/off_by_one/fastconv"
 
 echo
 echo "=================== summary (last line of each run)"
