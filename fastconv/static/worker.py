@@ -28,7 +28,7 @@ import threading
 import traceback
 from pathlib import Path
 
-__all__ = ["WorkerPool", "get_pool", "main"]
+__all__ = ["WorkerPool", "get_pool", "job_timeout", "main"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the fastconv package
 
@@ -43,16 +43,21 @@ class _Worker:
             env=env, text=True, bufsize=1, cwd=_PACKAGE_ROOT,
         )
 
-    def ask(self, job: dict) -> dict:
+    def ask(self, job: dict, timeout: float) -> dict:
+        timer = threading.Timer(timeout, self.proc.kill)  # a hung compilation must not hang the gate
+        timer.start()
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = ""
+        finally:
+            timer.cancel()
         if not line:
             code = self.proc.wait()
-            return {"error": f"compile worker exited with code {code} (see stderr)", "dead": True}
+            why = f"killed after {timeout:.0f} s" if code == -9 else f"exited with code {code} (see stderr)"
+            return {"error": f"compile worker {why}", "dead": True}
         return json.loads(line)
 
     def close(self) -> None:
@@ -63,6 +68,11 @@ class _Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+
+
+def job_timeout() -> float:
+    """Seconds one job may take before its worker is killed: ``$FASTCONV_STATIC_TIMEOUT`` (default 600)."""
+    return float(os.environ.get("FASTCONV_STATIC_TIMEOUT", 600))
 
 
 class WorkerPool:
@@ -88,6 +98,7 @@ class WorkerPool:
     def map(self, jobs: list[dict]) -> list[dict]:
         """Run every job; results in the order of ``jobs``."""
         results: list[dict | None] = [None] * len(jobs)
+        timeout = job_timeout()
         todo: queue.Queue[int] = queue.Queue()
         for i in range(len(jobs)):
             todo.put(i)
@@ -100,7 +111,7 @@ class WorkerPool:
                         i = todo.get_nowait()
                     except queue.Empty:
                         return
-                    res = w.ask(jobs[i])
+                    res = w.ask(jobs[i], timeout)
                     results[i] = res
                     if res.get("dead"):
                         w = _Worker()  # the compiler crashed the worker: replace it and go on
