@@ -137,17 +137,6 @@ def budget_for(backend: str | None = None, *, profile: str | None = None) -> Bud
 # ==========================================================================================================
 # Valid problems
 # ==========================================================================================================
-def _elements(p: ConvProblem) -> int:
-    n_in = p.batch * p.c_in * p.h * p.w
-    n_out = p.batch * p.c_out * max(p.oh, 0) * max(p.ow, 0)
-    return n_in + p.c_out * p.c_in_per_group * p.kh * p.kw + (p.c_out if p.has_bias else 0) + n_out
-
-
-def _min_extent(kernel: int, dilation: int, pad_before: int, pad_after: int) -> int:
-    """Smallest input size that gives at least one output (and at least 1)."""
-    return max(1, dilation * (kernel - 1) + 1 - pad_before - pad_after)
-
-
 @dataclass(frozen=True)
 class _Spec:
     max_elements: int | None
@@ -185,13 +174,37 @@ def _choose(draw, lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     return draw(st.sampled_from(values))
 
 
+class _Draft:
+    """The problem being drawn, as plain ints: cheap to vary while each size is bounded by the budget."""
+
+    def __init__(self, max_elements: int, max_flops: int, **sizes: int):
+        self.max_elements, self.max_flops = max_elements, max_flops
+        self.v = dict(batch=1, groups=1, cin_g=1, cout_g=1, kh=1, kw=1, dh=1, dw=1, sh=1, sw=1,
+                      ph=0, ph_end=0, pw=0, pw_end=0, h=None, w=None, bias=0)
+        self.v.update(sizes)
+
+    def fits(self, **changes: int) -> bool:
+        """Whether the draft with ``changes`` (input size at its minimum while not yet drawn) is in budget."""
+        v = {**self.v, **changes}
+        ext_h, ext_w = v["dh"] * (v["kh"] - 1) + 1, v["dw"] * (v["kw"] - 1) + 1
+        h = v["h"] if v["h"] is not None else max(1, ext_h - v["ph"] - v["ph_end"])
+        w = v["w"] if v["w"] is not None else max(1, ext_w - v["pw"] - v["pw_end"])
+        oh = (h + v["ph"] + v["ph_end"] - ext_h) // v["sh"] + 1
+        ow = (w + v["pw"] + v["pw_end"] - ext_w) // v["sw"] + 1
+        b, g, k = v["batch"], v["groups"], v["cin_g"] * v["kh"] * v["kw"]
+        c_out = g * v["cout_g"]
+        elements = b * g * v["cin_g"] * h * w + c_out * k + c_out * v["bias"] + b * c_out * oh * ow
+        return elements <= self.max_elements and 2 * b * oh * ow * c_out * k <= self.max_flops
+
+    def min_extent(self) -> tuple[int, int]:
+        v = self.v
+        return (max(1, v["dh"] * (v["kh"] - 1) + 1 - v["ph"] - v["ph_end"]),
+                max(1, v["dw"] * (v["kw"] - 1) + 1 - v["pw"] - v["pw_end"]))
+
+
 @st.composite
 def _conv_cases(draw, spec: _Spec) -> ConvCase:
     max_elements, max_flops, lim = spec.budget()
-
-    def fits(p: ConvProblem) -> bool:
-        return _elements(p) <= max_elements and p.flops <= max_flops
-
     group_modes = [m for m in spec.group_modes if m == "plain" or lim.max_groups >= 2] or ["plain"]
 
     # -- what the call looks like ------------------------------------------------------------------------
@@ -199,78 +212,64 @@ def _conv_cases(draw, spec: _Spec) -> ConvCase:
     has_bias = spec.allow_bias and draw(st.booleans())
     unbatched = spec.allow_unbatched and spec.min_batch <= 1 and draw(st.booleans())
     min_b = 1 if unbatched else spec.min_batch
-    p = ConvProblem(batch=min_b, c_in=1, h=1, w=1, c_out=1, kh=1, kw=1, dtype=dtype, has_bias=has_bias)
-    if not fits(p):
-        raise InvalidArgument(f"conv_problems: the smallest problem ({p.short()}) exceeds the budget "
-                              f"max_elements={max_elements}, max_flops={max_flops}")
+    d = _Draft(max_elements, max_flops, batch=min_b, bias=int(has_bias))
+    if not d.fits():
+        raise InvalidArgument(f"conv_problems: the smallest problem (batch {min_b}, 1 channel, 1x1) exceeds the "
+                              f"budget max_elements={max_elements}, max_flops={max_flops}")
+
+    def choose(name: str, lo: int, hi: int, **also: int) -> int:
+        value = _choose(draw, lo, hi, lambda x: d.fits(**{name: x}, **also))
+        d.v.update({name: value}, **also)
+        return value
 
     # -- channels and groups (the rest at its minimum: 1x1 kernel, 1x1 input) ------------------------------
     mode = draw(st.sampled_from(group_modes))
-    if mode == "plain":
-        groups = 1
-    else:
-        groups = _choose(draw, 2, max(2, lim.max_groups if mode == "grouped" else lim.max_groups * lim.max_channels),
-                         lambda g: fits(p.replace(groups=g, c_in=g, c_out=g)))
-    cin_g = 1 if mode == "depthwise" else _choose(
-        draw, 1, lim.max_channels, lambda c: fits(p.replace(groups=groups, c_in=groups * c, c_out=groups)))
-    cout_g = _choose(draw, 1, 2 if mode == "depthwise" else lim.max_channels,
-                     lambda c: fits(p.replace(groups=groups, c_in=groups * cin_g, c_out=groups * c)))
-    p = p.replace(groups=groups, c_in=groups * cin_g, c_out=groups * cout_g)
+    if mode != "plain":
+        choose("groups", 2, max(2, lim.max_groups if mode == "grouped" else lim.max_groups * lim.max_channels))
+    if mode != "depthwise":
+        choose("cin_g", 1, lim.max_channels)
+    choose("cout_g", 1, 2 if mode == "depthwise" else lim.max_channels)
 
     # -- kernel and dilation (input just large enough) ------------------------------------------------------
-    def with_kernel(q: ConvProblem) -> ConvProblem:
-        h = _min_extent(q.kh, q.dil_h, q.pad_h, q.pad_h_end)
-        w = _min_extent(q.kw, q.dil_w, q.pad_w, q.pad_w_end)
-        return q.replace(h=h, w=w)
-
-    kh = _choose(draw, 1, lim.max_kernel, lambda k: fits(with_kernel(p.replace(kh=k))))
-    kw = _choose(draw, 1, lim.max_kernel, lambda k: fits(with_kernel(p.replace(kh=kh, kw=k))))
-    p = p.replace(kh=kh, kw=kw)
-    dh = _choose(draw, 1, lim.max_dilation if kh > 1 else 1, lambda d: fits(with_kernel(p.replace(dil_h=d))))
-    dw = _choose(draw, 1, lim.max_dilation if kw > 1 else 1, lambda d: fits(with_kernel(p.replace(dil_h=dh, dil_w=d))))
-    p = p.replace(dil_h=dh, dil_w=dw)
+    choose("kh", 1, lim.max_kernel)
+    choose("kw", 1, lim.max_kernel)
+    choose("dh", 1, lim.max_dilation if d.v["kh"] > 1 else 1)
+    choose("dw", 1, lim.max_dilation if d.v["kw"] > 1 else 1)
 
     # -- stride and padding ---------------------------------------------------------------------------------
     top = max(spec.min_stride, lim.max_stride)
-    sh = draw(st.integers(1, top))
-    sw = draw(st.integers(spec.min_stride if sh < spec.min_stride else 1, top))
-    p = p.replace(stride_h=sh, stride_w=sw)
-    modes = [m for m in spec.padding_modes if m != "same" or (sh, sw) == (1, 1)]
-    if "same" in modes:
-        (ph, ph_end), (pw, pw_end) = same_padding(kh, dh), same_padding(kw, dw)
-        if not fits(with_kernel(p.replace(pad_h=ph, pad_h_end=ph_end, pad_w=pw, pad_w_end=pw_end))):
-            modes.remove("same")
-    if not modes:  # only "same" was allowed, and strides > 1 were drawn: explicit padding it is
-        modes = ["explicit"]
-    pad_mode = draw(st.sampled_from(modes))
-    padding = None
-    if pad_mode == "same":
-        padding = "same"
-        (ph, ph_end), (pw, pw_end) = same_padding(kh, dh), same_padding(kw, dw)
-    elif pad_mode == "valid":
-        padding = "valid"
-        ph = ph_end = pw = pw_end = 0
-    else:
-        lo = min(spec.min_padding, lim.max_padding)
-        ph = ph_end = _choose(draw, lo, lim.max_padding,
-                              lambda v: fits(with_kernel(p.replace(pad_h=v, pad_h_end=v))))
-        pw = pw_end = _choose(draw, lo, lim.max_padding,
-                              lambda v: fits(with_kernel(p.replace(pad_h=ph, pad_h_end=ph, pad_w=v, pad_w_end=v))))
-    p = with_kernel(p.replace(pad_h=ph, pad_h_end=ph_end, pad_w=pw, pad_w_end=pw_end))
+    d.v["sh"] = draw(st.integers(1, top))
+    d.v["sw"] = draw(st.integers(spec.min_stride if d.v["sh"] < spec.min_stride else 1, top))
+    same = dict(zip(("ph", "ph_end"), same_padding(d.v["kh"], d.v["dh"])))
+    same.update(zip(("pw", "pw_end"), same_padding(d.v["kw"], d.v["dw"])))
+    modes = [m for m in spec.padding_modes
+             if m != "same" or ((d.v["sh"], d.v["sw"]) == (1, 1) and d.fits(**same))]
+    pad_mode = draw(st.sampled_from(modes or ["explicit"]))  # none left: only "same" allowed, stride > 1
+    # Explicit pads are drawn whatever the mode: Hypothesis shrinks toward *fewer* choices first, and a mode
+    # that skipped them would look simpler than explicit padding.
+    lo = min(spec.min_padding, lim.max_padding)
+    ph = _choose(draw, lo, lim.max_padding, lambda x: d.fits(ph=x, ph_end=x))
+    pw = _choose(draw, lo, lim.max_padding, lambda x: d.fits(ph=ph, ph_end=ph, pw=x, pw_end=x))
+    if pad_mode == "explicit":
+        d.v.update(ph=ph, ph_end=ph, pw=pw, pw_end=pw)
+    elif pad_mode == "same":
+        d.v.update(same)
 
-    # -- input size -------------------------------------------------------------------------------------------
-    h = _choose(draw, p.h, p.h + lim.max_spatial - 1, lambda v: fits(p.replace(h=v)))
-    w = _choose(draw, p.w, p.w + lim.max_spatial - 1, lambda v: fits(p.replace(h=h, w=v)))
-    p = p.replace(h=h, w=w)
-
-    # -- batch --------------------------------------------------------------------------------------------------
+    # -- input size (from the smallest that gives an output), batch ----------------------------------------------
+    h0, w0 = d.min_extent()
+    choose("h", h0, h0 + lim.max_spatial - 1, w=w0)
+    choose("w", w0, w0 + lim.max_spatial - 1)
+    batch = choose("batch", min_b, lim.max_batch)  # drawn even if unused, for the same reason as the pads
     if unbatched:
         batch = 1
     elif spec.allow_empty_batch and draw(st.booleans()):
         batch = 0
-    else:
-        batch = _choose(draw, min_b, lim.max_batch, lambda v: fits(p.replace(batch=v)))
-    p = p.replace(batch=batch)
+
+    v = d.v
+    p = ConvProblem(batch=batch, c_in=v["groups"] * v["cin_g"], h=v["h"], w=v["w"], c_out=v["groups"] * v["cout_g"],
+                    kh=v["kh"], kw=v["kw"], stride_h=v["sh"], stride_w=v["sw"], pad_h=v["ph"], pad_w=v["pw"],
+                    pad_h_end=v["ph_end"], pad_w_end=v["pw_end"], dil_h=v["dh"], dil_w=v["dw"], groups=v["groups"],
+                    dtype=dtype, has_bias=has_bias)
 
     # -- layouts, spelling, values ------------------------------------------------------------------------------
     layout = draw(st.sampled_from(spec.layouts))
@@ -280,8 +279,9 @@ def _conv_cases(draw, spec: _Spec) -> ConvCase:
     x_exp, w_exp = draw(_exponents(dtype, p.gemm_k))
     distribution = draw(st.sampled_from(spec.distributions))
     signs = draw(st.sampled_from(spec.signs))
-    return ConvCase(p, padding=padding, layout=layout, weight_layout=weight_layout, unbatched=unbatched,
-                    compact=compact, seed=seed, x_exp=x_exp, w_exp=w_exp, distribution=distribution, signs=signs)
+    return ConvCase(p, padding=None if pad_mode == "explicit" else pad_mode, layout=layout,
+                    weight_layout=weight_layout, unbatched=unbatched, compact=compact, seed=seed, x_exp=x_exp,
+                    w_exp=w_exp, distribution=distribution, signs=signs)
 
 
 def _exponents(dtype: str, k: int) -> st.SearchStrategy[tuple[int, int]]:

@@ -6,7 +6,7 @@
    truncated, the tf32x3 split, fp16/bf16 with fp32 accumulation) on drawn problems.
 3. It rejects planted errors: one element off by a few dozen roundoffs, all zeros (also for a tiny
    reference, and where cancellation makes the elementwise bound loose), NaN/Inf, a scaled output.
-4. The property checks of ``properties/`` fail on kernels with planted bugs (a registered "mutant" that
+4. The property checks of ``properties/`` fail on kernels with planted bugs (a registered mutant that
    wraps a correct kernel): each property can fail, and fails for the bug it is about.
 """
 
@@ -242,16 +242,26 @@ def test_floor_is_half_a_subnormal_spacing():
 # ==========================================================================================================
 # 4. the property checks catch planted kernel bugs
 # ==========================================================================================================
+_MUTANTS = itertools.count()
+
+
+def _register(monkeypatch, launch, base: str = "igemm") -> str:
+    """Register a kernel under a fresh name (fastconv memoises each call signature's kernel by name)."""
+    good = REGISTRY[base]
+    name = f"mutant{next(_MUTANTS)}"
+    monkeypatch.setitem(REGISTRY, name, ConvKernel(name, good.supports, good.configs, launch))
+    return name
+
+
 def _mutant(monkeypatch, corrupt, base: str = "igemm") -> str:
-    """Register a kernel "mutant": ``base`` followed by ``corrupt(out, x, problem)`` (in place)."""
+    """Register a kernel: ``base`` followed by ``corrupt(out, x, problem)`` (in place)."""
     good = REGISTRY[base]
 
     def launch(x, weight, bias, p, precision, out, config):
         good.launch(x, weight, bias, p, precision, out, config)
         corrupt(out, x, p)
 
-    monkeypatch.setitem(REGISTRY, "mutant", ConvKernel("mutant", good.supports, good.configs, launch))
-    return "mutant"
+    return _register(monkeypatch, launch, base)
 
 
 CASE = ConvCase(ConvProblem.make(2, 4, 3, 6, 7, 3, padding=1, has_bias=True), layout="channels_last", seed=11)
@@ -298,9 +308,9 @@ def test_reference_check_catches_a_dropped_bias(monkeypatch):
     def launch(x, weight, bias, p, precision, out, config):
         good.launch(x, weight, None, p.replace(has_bias=False), precision, out, config)
 
-    monkeypatch.setitem(REGISTRY, "mutant", ConvKernel("mutant", good.supports, good.configs, launch))
+    name = _register(monkeypatch, launch)
     with pytest.raises(AssertionError):
-        check_case("mutant", CASE, None)
+        check_case(name, CASE, None)
 
 
 def test_batch_check_catches_cross_sample_errors(monkeypatch):
