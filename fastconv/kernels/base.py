@@ -11,7 +11,7 @@ import torch
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 
-__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register"]
+__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "static_variant"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,31 @@ class ConvKernel:
                  precision: str, out: torch.Tensor, config: KernelConfig) -> torch.Tensor:
         self.launch(x, weight, bias, problem, precision, out, config)
         return out
+
+
+def _constexpr_names(fn) -> set[str]:
+    """Names of a ``@triton.jit`` function's ``tl.constexpr`` parameters (compiled or interpreted)."""
+    if hasattr(fn, "params"):
+        return {p.name for p in fn.params if p.is_constexpr}
+    import inspect
+
+    return {name for name, prm in inspect.signature(fn.fn).parameters.items()
+            if "constexpr" in str(prm.annotation)}
+
+
+def static_variant(kernel: str, fn, args: dict[str, Any], config: KernelConfig, label: str, *,
+                   tensor_core: bool, targets: tuple[str, ...] = ("sm_89", "sm_90")) -> StaticVariant:
+    """A :class:`StaticVariant` from a launch's own keyword arguments (tensors may be on ``device="meta"``).
+
+    The runtime arguments are typed the way Triton's JIT specialises that launch (an int equal to 1 becomes
+    a constant, multiples of 16 carry their divisibility), so the static gate compiles the binary that runs.
+    """
+    from ..static.specialize import jit_specialization
+
+    const_names = _constexpr_names(fn)
+    signature, specialized = jit_specialization({k: v for k, v in args.items() if k not in const_names})
+    constexprs = {**specialized, **{k: v for k, v in args.items() if k in const_names}}
+    return StaticVariant(kernel, fn, signature, constexprs, config, label, tensor_core, targets)
 
 
 REGISTRY: dict[str, ConvKernel] = {}

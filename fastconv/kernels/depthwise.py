@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register
+from .base import ConvKernel, StaticVariant, register, static_variant
 
 __all__ = ["depthwise_conv2d_kernel", "DEPTHWISE", "MAX_CIN_PER_GROUP"]
 
@@ -91,33 +91,45 @@ def _configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
     return along_c + along_w if p.channels_last else along_w + along_c
 
 
-def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
-    kw = config.kwargs
-    grid = (p.batch * p.oh, triton.cdiv(p.ow, kw["BLOCK_W"]), triton.cdiv(p.c_out, kw["BLOCK_C"]))
-    depthwise_conv2d_kernel[grid](
-        x, weight, bias if bias is not None else weight, out,
-        p.h, p.w, p.c_out, p.oh, p.ow,
-        *x.stride(), *weight.stride(), *out.stride(),
-        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
-        C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias,
-        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
+def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
+    """Every argument of ``depthwise_conv2d_kernel`` by name, for a launch (and for the static gate)."""
+    return dict(
+        x_ptr=x, w_ptr=weight, b_ptr=bias if bias is not None else weight, y_ptr=out,
+        H=p.h, W=p.w, C_OUT=p.c_out, OH=p.oh, OW=p.ow,
+        **dict(zip(("stride_xn", "stride_xc", "stride_xh", "stride_xw"), x.stride())),
+        **dict(zip(("stride_wo", "stride_wc", "stride_wh", "stride_ww"), weight.stride())),
+        **dict(zip(("stride_yn", "stride_yc", "stride_yh", "stride_yw"), out.stride())),
+        conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
+        dil_h=p.dil_h, dil_w=p.dil_w,
+        C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias, **blocks,
     )
 
 
+def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    blocks = config.kwargs
+    grid = (p.batch * p.oh, triton.cdiv(p.ow, blocks["BLOCK_W"]), triton.cdiv(p.c_out, blocks["BLOCK_C"]))
+    depthwise_conv2d_kernel[grid](**_args(x, weight, bias, out, p, blocks),
+                                  num_warps=config.num_warps, num_stages=config.num_stages)
+
+
 def _static_variants() -> list[StaticVariant]:
-    ints = ["H", "W", "C_OUT", "OH", "OW", "stride_xn", "stride_xc", "stride_xh", "stride_xw",
-            "stride_wo", "stride_wc", "stride_wh", "stride_ww", "stride_yn", "stride_yc", "stride_yh", "stride_yw",
-            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
+    """KernelBench #82 (depthwise 3x3) in NCHW and NHWC, each dtype, every config."""
+    import torch
+
     out = []
-    prob = ConvProblem.make(16, 64, 64, 256, 256, 3, 1, 1, groups=64)
-    for dt in ("fp32", "fp16", "bf16"):
-        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
-        for cfg in _configs(prob, "ieee"):
-            out.append(StaticVariant(
-                kernel="depthwise", fn=depthwise_conv2d_kernel, signature=sig,
-                constexprs={"C_IN_G": 1, "C_OUT_G": 1, "KH": 3, "KW": 3, "HAS_BIAS": True, **cfg.kwargs},
-                config=cfg, label=f"depthwise {dt} k3x3", tensor_core=False,
-            ))
+    for cl in (False, True):
+        prob = ConvProblem.make(16, 64, 64, 512, 512, 3, groups=64, has_bias=True, channels_last=cl)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        for dtype in ("float32", "float16", "bfloat16"):
+            dt = getattr(torch, dtype)
+            x = torch.empty(prob.input_shape, dtype=dt, device="meta").to(memory_format=fmt)
+            y = torch.empty(prob.output_shape, dtype=dt, device="meta").to(memory_format=fmt)
+            w = torch.empty(prob.weight_shape, dtype=dt, device="meta")
+            b = torch.empty((prob.c_out,), dtype=dt, device="meta")
+            for cfg in _configs(prob, "ieee"):
+                out.append(static_variant("depthwise", depthwise_conv2d_kernel, _args(x, w, b, y, prob, cfg.kwargs),
+                                          cfg, f"depthwise {dtype} k3x3 {'nhwc' if cl else 'nchw'}",
+                                          tensor_core=False))
     return out
 
 

@@ -15,7 +15,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register
+from .base import ConvKernel, StaticVariant, register, static_variant
 
 __all__ = ["direct_conv2d_kernel", "DIRECT"]
 
@@ -79,34 +79,37 @@ def _configs(problem: ConvProblem, precision: str) -> list[KernelConfig]:
     return [KernelConfig.of(num_warps=4, num_stages=2, BLOCK_HW=b) for b in (64, 128, 256)]
 
 
-def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
-    grid = (p.batch * p.c_out, triton.cdiv(p.oh * p.ow, config["BLOCK_HW"]))
-    direct_conv2d_kernel[grid](
-        x, weight, bias if bias is not None else weight, out,
-        p.c_in_per_group, p.h, p.w, p.c_out, p.c_out_per_group, p.oh, p.ow,
-        *x.stride(), *weight.stride(), *out.stride(),
-        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
-        KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias,
-        num_warps=config.num_warps, num_stages=config.num_stages, **config.kwargs,
+def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
+    """Every argument of ``direct_conv2d_kernel`` by name, for a launch (and for the static gate)."""
+    return dict(
+        x_ptr=x, w_ptr=weight, b_ptr=bias if bias is not None else weight, y_ptr=out,
+        C_IN_G=p.c_in_per_group, H=p.h, W=p.w, C_OUT=p.c_out, C_OUT_G=p.c_out_per_group, OH=p.oh, OW=p.ow,
+        **dict(zip(("stride_xn", "stride_xc", "stride_xh", "stride_xw"), x.stride())),
+        **dict(zip(("stride_wo", "stride_wc", "stride_wh", "stride_ww"), weight.stride())),
+        **dict(zip(("stride_yn", "stride_yc", "stride_yh", "stride_yw"), out.stride())),
+        conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
+        dil_h=p.dil_h, dil_w=p.dil_w, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias, **blocks,
     )
 
 
+def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+    grid = (p.batch * p.c_out, triton.cdiv(p.oh * p.ow, config["BLOCK_HW"]))
+    direct_conv2d_kernel[grid](**_args(x, weight, bias, out, p, config.kwargs),
+                               num_warps=config.num_warps, num_stages=config.num_stages)
+
+
 def _static_variants() -> list[StaticVariant]:
-    # The seed's own problem (kernel 5x9), in each dtype, for every config.
+    """The seed's own problem (kernel 5x9), in each dtype, for every config."""
+    import torch
+
     variants = []
-    ints = ["C_IN_G", "H", "W", "C_OUT", "C_OUT_G", "OH", "OW",
-            "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_wo", "stride_wc", "stride_wh", "stride_ww",
-            "stride_yn", "stride_yc", "stride_yh", "stride_yw",
-            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
     seed = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))
-    for dt in ("fp32", "fp16", "bf16"):
-        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
+    for dtype in ("float32", "float16", "bfloat16"):
+        x, w, y = (torch.empty(s, dtype=getattr(torch, dtype), device="meta")
+                   for s in (seed.input_shape, seed.weight_shape, seed.output_shape))
         for cfg in _configs(seed, "ieee"):
-            variants.append(StaticVariant(
-                kernel="direct", fn=direct_conv2d_kernel, signature=sig,
-                constexprs={"KH": 5, "KW": 9, "HAS_BIAS": False, **cfg.kwargs}, config=cfg,
-                label=f"direct {dt} k5x9", tensor_core=False,
-            ))
+            variants.append(static_variant("direct", direct_conv2d_kernel, _args(x, w, None, y, seed, cfg.kwargs),
+                                           cfg, f"direct {dtype} k5x9", tensor_core=False))
     return variants
 
 

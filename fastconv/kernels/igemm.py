@@ -31,7 +31,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register
+from .base import ConvKernel, StaticVariant, register, static_variant
 from .common import dot_upcast, packed_weight, prepare_nhwc, round_tf32
 
 __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
@@ -312,37 +312,48 @@ def _flat_k(p: ConvProblem) -> bool:
     return p.c_in_per_group < 16
 
 
-def _dot_precision(p: ConvProblem, precision: str) -> str:
-    if p.dtype != "float32" or dot_upcast():
-        return "ieee" if dot_upcast() else "tf32"  # half types: the precision string is ignored by tl.dot
-    return precision
+def _dot_precision(p: ConvProblem, precision: str, upcast: bool) -> str:
+    """tl.dot's input_precision: the fp32 mode; "ieee" for upcast operands in the interpreter; ignored by
+    tl.dot for half types."""
+    if upcast:
+        return "ieee"
+    return precision if p.dtype == "float32" else "tf32"
+
+
+def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: str, blocks: dict, round_a: bool,
+                upcast: bool) -> dict:
+    """Every argument of ``igemm_conv2d_kernel`` by name, for a launch (and for the static gate)."""
+    flat = _flat_k(p)
+    bk = blocks["BLOCK_K"]
+    c_iters = triton.cdiv(p.c_in_per_group, bk)
+    sxn, sxc, sxh, sxw = xs.stride()
+    syn, syc, syh, syw = out.stride()
+    return dict(
+        x_ptr=xs, w_ptr=wp, b_ptr=bias if bias is not None else wp, y_ptr=out,
+        M=p.gemm_m, H=p.h, W=p.w, C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, OH=p.oh, OW=p.ow,
+        K_ITERS=triton.cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters, C_ITERS=c_iters,
+        stride_xn=sxn, stride_xc=sxc, stride_xh=sxh, stride_xw=sxw, stride_wn=wp.stride(0),
+        stride_yn=syn, stride_yc=syc, stride_yh=syh, stride_yw=syw,
+        conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
+        dil_h=p.dil_h, dil_w=p.dil_w,
+        KH=p.kh, KW=p.kw, FLAT_K=flat, EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS=p.has_bias,
+        ROUND_A=round_a, PRECISION=_dot_precision(p, precision, upcast), UPCAST=upcast and p.dtype != "float32",
+        **blocks,
+    )
+
+
+def _igemm_grid(p: ConvProblem, blocks: dict) -> tuple[int, int]:
+    return (triton.cdiv(p.gemm_m, blocks["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, blocks["BLOCK_N"]), p.groups)
 
 
 def _launch_igemm(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
     tf32 = p.dtype == "float32" and precision == "tf32"
-    kw = config.kwargs
-    prep = kw.pop("PREP", 1)
-    if prep:
-        xs = prepare_nhwc(x, round_to_tf32=tf32)
-        round_a = False
-    else:
-        xs = x
-        round_a = tf32
+    blocks = config.kwargs
+    prep = blocks.pop("PREP", 1)
+    xs = prepare_nhwc(x, round_to_tf32=tf32) if prep else x
     wp = packed_weight(weight, round_to_tf32=tf32)
-    flat = _flat_k(p)
-    bk = kw["BLOCK_K"]
-    c_iters = triton.cdiv(p.c_in_per_group, bk)
-    k_iters = triton.cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters
-    grid = (triton.cdiv(p.gemm_m, kw["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, kw["BLOCK_N"]), p.groups)
-    igemm_conv2d_kernel[grid](
-        xs, wp, bias if bias is not None else wp, out,
-        p.gemm_m, p.h, p.w, p.c_in_per_group, p.c_out_per_group, p.oh, p.ow, k_iters, c_iters,
-        *xs.stride(), wp.stride(0), *out.stride(),
-        p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
-        KH=p.kh, KW=p.kw, FLAT_K=flat, EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS=p.has_bias,
-        ROUND_A=round_a, PRECISION=_dot_precision(p, precision), UPCAST=dot_upcast() and p.dtype != "float32",
-        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
-    )
+    args = _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=dot_upcast())
+    igemm_conv2d_kernel[_igemm_grid(p, blocks)](**args, num_warps=config.num_warps, num_stages=config.num_stages)
 
 
 def _pointwise_supports(p: ConvProblem, precision: str) -> bool:
@@ -360,25 +371,32 @@ def _flat_pixel_stride(t: torch.Tensor) -> int | None:
     return None
 
 
+def _pointwise_args(x, wp, bias, out, p: ConvProblem, precision: str, blocks: dict, sxp: int, syp: int,
+                    upcast: bool) -> dict:
+    """Every argument of ``pointwise_conv2d_kernel`` by name."""
+    return dict(
+        x_ptr=x, w_ptr=wp, b_ptr=bias if bias is not None else wp, y_ptr=out,
+        HW=p.h * p.w, C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group,
+        stride_xn=x.stride(0), stride_xc=x.stride(1), stride_xp=sxp, stride_wn=wp.stride(0),
+        stride_yn=out.stride(0), stride_yc=out.stride(1), stride_yp=syp,
+        EVEN_K=p.c_in_per_group % blocks["BLOCK_K"] == 0, HAS_BIAS=p.has_bias,
+        ROUND_A=p.dtype == "float32" and precision == "tf32", PRECISION=_dot_precision(p, precision, upcast),
+        UPCAST=upcast and p.dtype != "float32", **blocks,
+    )
+
+
 def _launch_pointwise(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
     tf32 = p.dtype == "float32" and precision == "tf32"
     sxp = _flat_pixel_stride(x)
     if sxp is None:  # e.g. a view sliced along W: one copy into a layout whose pixels flatten
         x = x.contiguous()
         sxp = _flat_pixel_stride(x)
-    syp = _flat_pixel_stride(out)
     wp = packed_weight(weight, round_to_tf32=tf32)
-    kw = config.kwargs
-    hw = p.h * p.w
-    grid = (triton.cdiv(hw, kw["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, kw["BLOCK_N"]), p.batch, p.groups)
-    pointwise_conv2d_kernel[grid](
-        x, wp, bias if bias is not None else wp, out,
-        hw, p.c_in_per_group, p.c_out_per_group,
-        x.stride(0), x.stride(1), sxp, wp.stride(0), out.stride(0), out.stride(1), syp,
-        EVEN_K=p.c_in_per_group % kw["BLOCK_K"] == 0, HAS_BIAS=p.has_bias, ROUND_A=tf32,
-        PRECISION=_dot_precision(p, precision), UPCAST=dot_upcast() and p.dtype != "float32",
-        num_warps=config.num_warps, num_stages=config.num_stages, **kw,
-    )
+    blocks = config.kwargs
+    args = _pointwise_args(x, wp, bias, out, p, precision, blocks, sxp, _flat_pixel_stride(out), dot_upcast())
+    grid = (triton.cdiv(p.h * p.w, blocks["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, blocks["BLOCK_N"]),
+            p.batch, p.groups)
+    pointwise_conv2d_kernel[grid](**args, num_warps=config.num_warps, num_stages=config.num_stages)
 
 
 def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
@@ -389,7 +407,6 @@ def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
 # ==========================================================================================================
 # Static variants: what the static gate compiles (every shipped config, each dtype/precision it serves)
 # ==========================================================================================================
-_DT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _MODES = [("float32", "tf32"), ("float32", "ieee"), ("float32", "tf32x3"), ("float16", "native"),
           ("bfloat16", "native")]
 
@@ -398,62 +415,53 @@ def _targets(cfg: KernelConfig, p: ConvProblem, precision: str) -> tuple[str, ..
     return ("sm_89", "sm_90") if _fits(cfg, p, precision, SHARED_LIMIT_SM89) else ("sm_90",)
 
 
+def _meta(shape, dtype: str, channels_last: bool = False) -> torch.Tensor:
+    t = torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    return t.to(memory_format=torch.channels_last) if channels_last else t
+
+
 def _igemm_static_variants() -> list[StaticVariant]:
-    ints = ["M", "H", "W", "C_IN_G", "C_OUT_G", "OH", "OW", "K_ITERS", "C_ITERS",
-            "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_wn",
-            "stride_yn", "stride_yc", "stride_yh", "stride_yw",
-            "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h", "dil_w"]
-    out = []
+    out, seen = [], set()
     for dtype, precision in _MODES:
-        dt = _DT[dtype]
         # the seed's problem (per-tap K order) in every mode; a stem layer (flat K order) in the two modes
         # whose operand types differ (fp32 and 16-bit), as the K order changes only index arithmetic
-        probs = [ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype)]
-        if precision in ("tf32",) or dtype == "bfloat16":
-            probs.append(ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype))
+        probs = [ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype, has_bias=True)]
+        if precision == "tf32" or dtype == "bfloat16":
+            probs.append(ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype, has_bias=True))
         for prob in probs:
-            sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}",
-                   **{k: "i32" for k in ints}}
-            seen = set()
+            x = _meta(prob.input_shape, dtype)
+            wp = _meta((prob.c_out, prob.gemm_k), dtype)
+            y = _meta(prob.output_shape, dtype)
             for cfg in _igemm_configs(prob, precision, limit=SHARED_LIMIT_SM90):
-                kw = cfg.kwargs
-                prep = kw.pop("PREP")
+                blocks = cfg.kwargs
+                prep = blocks.pop("PREP")
                 tf32 = dtype == "float32" and precision == "tf32"
-                constexprs = {"KH": prob.kh, "KW": prob.kw, "FLAT_K": _flat_k(prob),
-                              "EVEN_K": prob.c_in_per_group % kw["BLOCK_K"] == 0, "HAS_BIAS": True,
-                              "ROUND_A": tf32 and not prep, "PRECISION": _dot_precision(prob, precision),
-                              "UPCAST": False, **kw}
-                key = (tuple(sorted(constexprs.items())), cfg.num_warps, cfg.num_stages)
-                if key in seen:  # PREP=0/1 compile to the same kernel unless it changes ROUND_A
-                    continue
-                seen.add(key)
-                kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **kw)
-                out.append(StaticVariant(
-                    kernel="igemm", fn=igemm_conv2d_kernel, signature=sig, constexprs=constexprs, config=kcfg,
-                    label=f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}"
-                          f"{' round-in-loop' if constexprs['ROUND_A'] else ''}",
-                    tensor_core=precision != "ieee", targets=_targets(kcfg, prob, precision),
-                ))
+                xs = _meta(prob.input_shape, dtype, channels_last=True) if prep else x
+                args = _igemm_args(xs, wp, _meta((prob.c_out,), dtype), y, prob, precision, blocks,
+                                   round_a=tf32 and not prep, upcast=False)
+                kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **blocks)
+                v = static_variant(
+                    "igemm", igemm_conv2d_kernel, args, kcfg,
+                    f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}{'' if prep else ' nchw-in-place'}",
+                    tensor_core=precision != "ieee", targets=_targets(kcfg, prob, precision))
+                key = (tuple(sorted(v.signature.items())), tuple(sorted(v.constexprs.items())), kcfg)
+                if key not in seen:  # configs that compile to the same kernel are checked once
+                    seen.add(key)
+                    out.append(v)
     return out
 
 
 def _pointwise_static_variants() -> list[StaticVariant]:
-    ints = ["HW", "C_IN_G", "C_OUT_G", "stride_xn", "stride_xc", "stride_xp", "stride_wn",
-            "stride_yn", "stride_yc", "stride_yp"]
     out = []
-    prob0 = ConvProblem.make(16, 64, 128, 1024, 1024, 1)
+    prob0 = ConvProblem.make(16, 64, 128, 1024, 1024, 1, has_bias=True)
     for dtype, precision in _MODES:
-        dt = _DT[dtype]
         prob = prob0.replace(dtype=dtype)
-        sig = {"x_ptr": f"*{dt}", "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "y_ptr": f"*{dt}", **{k: "i32" for k in ints}}
+        x, y, wp = _meta(prob.input_shape, dtype), _meta(prob.output_shape, dtype), _meta((128, 64), dtype)
         for cfg in _pointwise_configs(prob, precision, limit=SHARED_LIMIT_SM90):
-            out.append(StaticVariant(
-                kernel="pointwise", fn=pointwise_conv2d_kernel, signature=sig,
-                constexprs={"EVEN_K": True, "HAS_BIAS": True, "ROUND_A": dtype == "float32" and precision == "tf32",
-                            "PRECISION": _dot_precision(prob, precision), "UPCAST": False, **cfg.kwargs},
-                config=cfg, label=f"pointwise {dtype}/{precision} cin{prob.c_in}",
-                tensor_core=precision != "ieee", targets=_targets(cfg, prob, precision),
-            ))
+            args = _pointwise_args(x, wp, _meta((128,), dtype), y, prob, precision, cfg.kwargs, 1, 1, upcast=False)
+            out.append(static_variant("pointwise", pointwise_conv2d_kernel, args, cfg,
+                                      f"pointwise {dtype}/{precision} cin{prob.c_in}",
+                                      tensor_core=precision != "ieee", targets=_targets(cfg, prob, precision)))
     return out
 
 
