@@ -8,6 +8,7 @@ dtypes raise ``NotImplementedError`` (a ``RuntimeError``, as torch's own "not im
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 
@@ -25,14 +26,24 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
 
 
+def _as_int(v) -> int | None:
+    """``v`` as an int if torch takes it as one (ints, numpy ints, integer 0-d tensors; not bools)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
 def _pair(name: str, value, *, allow_zero: bool) -> tuple[int, int]:
     """An int or a sequence of 1 or 2 ints -> a pair of ints, with torch's messages."""
-    if isinstance(value, bool) or not isinstance(value, (int, Sequence, torch.Size)):
+    single = _as_int(value)
+    if single is None and not isinstance(value, (Sequence, torch.Size)) or isinstance(value, str):
         raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
-    vals = [value] if isinstance(value, int) else list(value)
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
+    vals = [single] if single is not None else [_as_int(v) for v in value]
+    if any(v is None for v in vals):
+        raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
     if len(vals) == 1:
         vals = vals * 2
     if len(vals) != 2:
@@ -89,8 +100,9 @@ def normalize_conv2d_args(
         raise TypeError(f"conv2d(): argument 'weight' must be a Tensor, not {type(weight).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"conv2d(): argument 'bias' must be a Tensor or None, not {type(bias).__name__}")
-    if isinstance(groups, bool) or not isinstance(groups, int):
+    if _as_int(groups) is None:
         raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
+    groups = _as_int(groups)
 
     # --- ranks --------------------------------------------------------------------------------------
     if input.dim() not in (3, 4):
