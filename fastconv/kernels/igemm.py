@@ -257,6 +257,7 @@ def _shared_limit_of(device_index: int) -> int:
 _TILES_32 = [  # float32 operands (BLOCK_K in elements)
     (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (256, 128, 32, 8, 3), (64, 128, 32, 4, 3),
     (128, 64, 32, 4, 2), (64, 64, 32, 4, 1), (256, 64, 32, 8, 3), (128, 64, 16, 4, 4),
+    (128, 64, 32, 8, 3),
 ]
 _TILES_16 = [  # float16 / bfloat16 operands
     (256, 64, 64, 8, 3), (128, 64, 64, 4, 4), (128, 128, 64, 8, 3), (256, 128, 64, 8, 3),
@@ -275,6 +276,19 @@ def _fits(cfg: KernelConfig, p: ConvProblem, precision: str, limit: int | None =
     return smem_bytes(cfg, _elem(p, precision)) <= (limit if limit is not None else _device_shared_limit())
 
 
+def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
+    """Register-pressure rules that keep every shipped config spill-free (checked by the static gate,
+    ``python -m fastconv inspect``, which found these limits): tf32x3 splits both operands into two TF32
+    halves and "ieee" accumulates on FMAs, so both allow at most 32 accumulators and 16 A elements per thread;
+    the flat K order decodes (kh, kw, ci) per A element, so it allows at most 16 A elements per thread."""
+    threads = 32 * cfg.num_warps
+    acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] / threads
+    a_elems = cfg["BLOCK_M"] * cfg["BLOCK_K"] / threads
+    if p.dtype == "float32" and precision in ("tf32x3", "ieee") and (acc > 32 or a_elems > 16):
+        return False
+    return not (_flat_k(p) and a_elems > 16)
+
+
 def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | None = None) -> list[KernelConfig]:
     """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, that fit ``limit``
     bytes of shared memory per block (default: the running GPU's)."""
@@ -286,17 +300,23 @@ def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | N
         kw["BLOCK_N"] = min(kw["BLOCK_N"], max_n)
         if clamp_k:
             kw["BLOCK_K"] = min(kw["BLOCK_K"], max_k)
+        elif _flat_k(p):  # per-element (kh, kw, ci) decoding: at most 16 A elements per thread
+            kw["BLOCK_K"] = max(16, min(kw["BLOCK_K"], 16 * 32 * c.num_warps // kw["BLOCK_M"]))
         cfg = KernelConfig.of(num_warps=c.num_warps, num_stages=c.num_stages, **kw)
-        if cfg in seen or not _fits(cfg, p, precision, limit):
+        if cfg in seen or not _fits(cfg, p, precision, limit) or not _fits_registers(cfg, p, precision):
             continue
         seen.add(cfg)
         out.append(cfg)
+    if not out:  # nothing fits: the smallest tile, which always does
+        out.append(KernelConfig.of(num_warps=4, num_stages=2, BLOCK_M=64, BLOCK_N=min(max_n, 64), BLOCK_K=16))
     return out
 
 
 def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
     # PREP=1 and PREP=0 are the same launch when the input is already NHWC and needs no TF32 rounding
     preps = (1,) if p.channels_last and not (p.dtype == "float32" and precision == "tf32") else (1, 0)
+    if precision == "tf32x3":  # split operands read K-strided from NCHW spill (static gate, sm_89): NHWC only
+        preps = (1,)
     return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
             for c in _clamped_tiles(p, precision, not _flat_k(p), limit) for prep in preps]
 
