@@ -8,6 +8,12 @@
 - :class:`ConvCase` / :func:`run_case`: a test case as a value (replayable from its ``repr``);
 - :func:`poisoned_allocations`, :func:`layout_mismatch`: every output element written, layout as torch's.
 
+Checking your own kernel (any device; the reference runs in fp64 on the CPU)::
+
+    from fastconv.testing import assert_conv_close
+    y = my_conv2d(x, w, b, stride=2, padding=1)
+    assert_conv_close(y, x, w, b, stride=2, padding=1, precision="tf32")  # or "ieee", "tf32x3", None
+
 Hypothesis strategies live in the repository's ``properties/strategies.py`` (they need Hypothesis).
 """
 
