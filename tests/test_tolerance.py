@@ -245,6 +245,12 @@ def test_floor_is_half_a_subnormal_spacing():
 _MUTANTS = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _first_config(monkeypatch):
+    """No config timing on a GPU: a mutant is compiled and run once per call, like the kernel it wraps."""
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "0")
+
+
 def _register(monkeypatch, launch, base: str = "igemm") -> str:
     """Register a kernel under a fresh name (fastconv memoises each call signature's kernel by name)."""
     good = REGISTRY[base]
