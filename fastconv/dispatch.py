@@ -47,6 +47,12 @@ def _registry() -> dict:
     return REGISTRY
 
 
+def registry_generation() -> int:
+    from .kernels.base import registry_generation as gen
+
+    return gen()
+
+
 def available_backends() -> list[str]:
     return ["auto", *sorted(_registry())]
 

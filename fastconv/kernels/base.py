@@ -11,7 +11,7 @@ import torch
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 
-__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "static_variant"]
+__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "registry_generation", "static_variant"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,16 @@ def static_variant(kernel: str, fn, args: dict[str, Any], config: KernelConfig, 
 REGISTRY: dict[str, ConvKernel] = {}
 
 
+_GENERATION = [0]
+
+
+def registry_generation() -> int:
+    """Bumped by every :func:`register`: memoised kernel choices made before a (re-)registration are stale."""
+    return _GENERATION[0]
+
+
 def register(kernel: ConvKernel) -> ConvKernel:
     REGISTRY[kernel.name] = kernel
+    _GENERATION[0] += 1
     return kernel
 
