@@ -86,8 +86,8 @@ def _configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
     """Tiles along W for NCHW (W contiguous), along C for NHWC (C contiguous); the layout's own first."""
     along_w = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
                for bw, bc in ((128, 4), (64, 8), (256, 2), (32, 16))]
-    along_c = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
-               for bw, bc in ((8, 64), (16, 32), (4, 128))]
+    along_c = [KernelConfig.of(num_warps=w, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
+               for bw, bc, w in ((8, 64, 4), (16, 32, 4), (4, 128, 4), (32, 64, 4), (64, 64, 8), (32, 128, 8))]
     return along_c + along_w if p.channels_last else along_w + along_c
 
 
