@@ -257,7 +257,7 @@ def _shared_limit_of(device_index: int) -> int:
 _TILES_32 = [  # float32 operands (BLOCK_K in elements)
     (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (256, 128, 32, 8, 3), (64, 128, 32, 4, 3),
     (128, 64, 32, 4, 2), (64, 64, 32, 4, 1), (256, 64, 32, 8, 3), (128, 64, 16, 4, 4),
-    (128, 64, 32, 8, 3),
+    (128, 64, 32, 8, 3), (256, 64, 16, 8, 3),
 ]
 _TILES_16 = [  # float16 / bfloat16 operands
     (256, 64, 64, 8, 3), (128, 64, 64, 4, 4), (128, 128, 64, 8, 3), (256, 128, 64, 8, 3),
@@ -284,7 +284,9 @@ def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
     threads = 32 * cfg.num_warps
     acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] / threads
     a_elems = cfg["BLOCK_M"] * cfg["BLOCK_K"] / threads
-    if p.dtype == "float32" and precision in ("tf32x3", "ieee") and (acc > 32 or a_elems > 16):
+    if p.dtype == "float32" and precision == "tf32x3" and (acc > 32 or a_elems > 16):
+        return False
+    if p.dtype == "float32" and precision == "ieee" and (acc > 64 or a_elems > 16 or (acc > 32 and cfg["BLOCK_K"] > 16)):
         return False
     return not (_flat_k(p) and a_elems > 16)
 
