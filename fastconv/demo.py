@@ -34,23 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's direct kernel (115 ms on a GPU)")
 
 
-def _time_ms(fn, reps: int = 20) -> float:
-    """Median of CUDA-event timings, after a warm-up, with L2 flushed before each repeat."""
-    flush = torch.empty(64 * 1024 * 1024, dtype=torch.int32, device="cuda")
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def run(args: argparse.Namespace) -> int:
     from . import ModelNew, conv2d
     from .testing import check_conv, error_model, reference_conv2d
@@ -84,17 +67,20 @@ def run(args: argparse.Namespace) -> int:
         impls.append(("seed (direct)", lambda: conv2d(x, w, None, *conv_args, backend="direct"), "ieee"))
 
     rows, ok = [], True
+    timings = {}
+    if gpu:  # interleaved rounds, CUDA events, L2 flushed, first call apart: the bench's own timing
+        from .bench.timing import CudaEvents, measure
+
+        with torch.no_grad():
+            timings = measure({name: fn for name, fn, _ in impls}, CudaEvents(x.device), rounds=20)
     for name, fn, precision in impls:
         t0 = time.perf_counter()
         with torch.no_grad():
             y = fn()
-        if gpu:
-            torch.cuda.synchronize()
-        first = time.perf_counter() - t0
+        first = timings[name].first_call_s if gpu else time.perf_counter() - t0
         chk = check_conv(y[:1], ref, error_model(x.dtype, precision))
         ok &= chk.passed
-        ms = _time_ms(fn) if gpu else None
-        rows.append((name, precision, ms, first, chk))
+        rows.append((name, precision, timings[name].median_ms if gpu else None, first, chk))
 
     base_ms = rows[0][2]
     print(f"\n{'implementation':18s} {'precision':9s} {'time ms':>9s} {'vs cuDNN':>8s} {'TFLOP/s':>8s} "

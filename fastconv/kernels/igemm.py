@@ -279,14 +279,16 @@ def _fits(cfg: KernelConfig, p: ConvProblem, precision: str, limit: int | None =
 def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
     """Register-pressure rules that keep every shipped config spill-free (checked by the static gate,
     ``python -m fastconv inspect``, which found these limits): tf32x3 splits both operands into two TF32
-    halves and "ieee" accumulates on FMAs, so both allow at most 32 accumulators and 16 A elements per thread;
-    the flat K order decodes (kh, kw, ci) per A element, so it allows at most 16 A elements per thread."""
+    halves, so it allows at most 32 accumulators and 16 A elements per thread; "ieee" accumulates on FMAs
+    with its operand fragments in registers, so 64 accumulators only at BLOCK_K 16, else 32; the flat K
+    order decodes (kh, kw, ci) per A element, so it allows at most 16 A elements per thread."""
     threads = 32 * cfg.num_warps
     acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] / threads
     a_elems = cfg["BLOCK_M"] * cfg["BLOCK_K"] / threads
     if p.dtype == "float32" and precision == "tf32x3" and (acc > 32 or a_elems > 16):
         return False
-    if p.dtype == "float32" and precision == "ieee" and (acc > 64 or a_elems > 16 or (acc > 32 and cfg["BLOCK_K"] > 16)):
+    wide_k = cfg["BLOCK_K"] > 16
+    if p.dtype == "float32" and precision == "ieee" and (acc > 64 or a_elems > 16 or (acc > 32 and wide_k)):
         return False
     return not (_flat_k(p) and a_elems > 16)
 
