@@ -11,7 +11,8 @@ import torch
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 
-__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "registry_generation", "static_variant"]
+__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "registry_generation", "static_variant",
+           "meta_tensor"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class ConvKernel:
                  precision: str, out: torch.Tensor, config: KernelConfig) -> torch.Tensor:
         self.launch(x, weight, bias, problem, precision, out, config)
         return out
+
+
+def meta_tensor(shape, dtype: str, channels_last: bool = False) -> torch.Tensor:
+    """A storage-less tensor (``device="meta"``) standing for a launch argument in :func:`static_variant`."""
+    t = torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    return t.to(memory_format=torch.channels_last) if channels_last else t
 
 
 def _constexpr_names(fn) -> set[str]:

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register, static_variant
+from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
 
 __all__ = ["depthwise_conv2d_kernel", "DEPTHWISE", "MAX_CIN_PER_GROUP"]
 
@@ -114,18 +114,12 @@ def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: Kernel
 
 def _static_variants() -> list[StaticVariant]:
     """KernelBench #82 (depthwise 3x3) in NCHW and NHWC, each dtype, every config."""
-    import torch
-
     out = []
     for cl in (False, True):
         prob = ConvProblem.make(16, 64, 64, 512, 512, 3, groups=64, has_bias=True, channels_last=cl)
-        fmt = torch.channels_last if cl else torch.contiguous_format
         for dtype in ("float32", "float16", "bfloat16"):
-            dt = getattr(torch, dtype)
-            x = torch.empty(prob.input_shape, dtype=dt, device="meta").to(memory_format=fmt)
-            y = torch.empty(prob.output_shape, dtype=dt, device="meta").to(memory_format=fmt)
-            w = torch.empty(prob.weight_shape, dtype=dt, device="meta")
-            b = torch.empty((prob.c_out,), dtype=dt, device="meta")
+            x, y = meta_tensor(prob.input_shape, dtype, cl), meta_tensor(prob.output_shape, dtype, cl)
+            w, b = meta_tensor(prob.weight_shape, dtype), meta_tensor((prob.c_out,), dtype)
             for cfg in _configs(prob, "ieee"):
                 out.append(static_variant("depthwise", depthwise_conv2d_kernel, _args(x, w, b, y, prob, cfg.kwargs),
                                           cfg, f"depthwise {dtype} k3x3 {'nhwc' if cl else 'nchw'}",

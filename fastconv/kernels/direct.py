@@ -15,7 +15,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register, static_variant
+from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
 
 __all__ = ["direct_conv2d_kernel", "DIRECT"]
 
@@ -100,13 +100,10 @@ def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: Kernel
 
 def _static_variants() -> list[StaticVariant]:
     """The seed's own problem (kernel 5x9), in each dtype, for every config."""
-    import torch
-
     variants = []
     seed = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))
     for dtype in ("float32", "float16", "bfloat16"):
-        x, w, y = (torch.empty(s, dtype=getattr(torch, dtype), device="meta")
-                   for s in (seed.input_shape, seed.weight_shape, seed.output_shape))
+        x, w, y = (meta_tensor(s, dtype) for s in (seed.input_shape, seed.weight_shape, seed.output_shape))
         for cfg in _configs(seed, "ieee"):
             variants.append(static_variant("direct", direct_conv2d_kernel, _args(x, w, None, y, seed, cfg.kwargs),
                                            cfg, f"direct {dtype} k5x9", tensor_core=False))

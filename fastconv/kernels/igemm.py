@@ -31,7 +31,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
-from .base import ConvKernel, StaticVariant, register, static_variant
+from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
 from .common import dot_upcast, packed_weight, prepare_nhwc, round_tf32
 
 __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
@@ -439,11 +439,6 @@ def _targets(cfg: KernelConfig, p: ConvProblem, precision: str) -> tuple[str, ..
     return ("sm_89", "sm_90") if _fits(cfg, p, precision, SHARED_LIMIT_SM89) else ("sm_90",)
 
 
-def _meta(shape, dtype: str, channels_last: bool = False) -> torch.Tensor:
-    t = torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
-    return t.to(memory_format=torch.channels_last) if channels_last else t
-
-
 def _igemm_static_variants() -> list[StaticVariant]:
     out, seen = [], set()
     for dtype, precision in _MODES:
@@ -453,15 +448,15 @@ def _igemm_static_variants() -> list[StaticVariant]:
         if precision == "tf32" or dtype == "bfloat16":
             probs.append(ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype, has_bias=True))
         for prob in probs:
-            x = _meta(prob.input_shape, dtype)
-            wp = _meta((prob.c_out, prob.gemm_k), dtype)
-            y = _meta(prob.output_shape, dtype)
+            x = meta_tensor(prob.input_shape, dtype)
+            wp = meta_tensor((prob.c_out, prob.gemm_k), dtype)
+            y = meta_tensor(prob.output_shape, dtype)
             for cfg in _igemm_configs(prob, precision, limit=SHARED_LIMIT_SM90):
                 blocks = cfg.kwargs
                 prep = blocks.pop("PREP")
                 tf32 = dtype == "float32" and precision == "tf32"
-                xs = _meta(prob.input_shape, dtype, channels_last=True) if prep else x
-                args = _igemm_args(xs, wp, _meta((prob.c_out,), dtype), y, prob, precision, blocks,
+                xs = meta_tensor(prob.input_shape, dtype, channels_last=True) if prep else x
+                args = _igemm_args(xs, wp, meta_tensor((prob.c_out,), dtype), y, prob, precision, blocks,
                                    round_a=tf32 and not prep, upcast=False)
                 kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **blocks)
                 v = static_variant(
@@ -480,9 +475,10 @@ def _pointwise_static_variants() -> list[StaticVariant]:
     prob0 = ConvProblem.make(16, 64, 128, 1024, 1024, 1, has_bias=True)
     for dtype, precision in _MODES:
         prob = prob0.replace(dtype=dtype)
-        x, y, wp = _meta(prob.input_shape, dtype), _meta(prob.output_shape, dtype), _meta((128, 64), dtype)
+        x, y = meta_tensor(prob.input_shape, dtype), meta_tensor(prob.output_shape, dtype)
+        wp, b = meta_tensor((prob.c_out, prob.gemm_k), dtype), meta_tensor((prob.c_out,), dtype)
         for cfg in _pointwise_configs(prob, precision, limit=SHARED_LIMIT_SM90):
-            args = _pointwise_args(x, wp, _meta((128,), dtype), y, prob, precision, cfg.kwargs, 1, 1, upcast=False)
+            args = _pointwise_args(x, wp, b, y, prob, precision, cfg.kwargs, 1, 1, upcast=False)
             out.append(static_variant("pointwise", pointwise_conv2d_kernel, args, cfg,
                                       f"pointwise {dtype}/{precision} cin{prob.c_in}",
                                       tensor_core=precision != "ieee", targets=_targets(cfg, prob, precision)))
