@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ConvProblem", "conv_output_size", "DTYPE_NAMES"]
+__all__ = ["ConvProblem", "conv_output_size", "same_padding", "DTYPE_NAMES"]
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
@@ -20,6 +20,12 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat1
 def conv_output_size(in_size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
     """Output length of one spatial dimension: floor((in + pads - dilation*(kernel-1) - 1) / stride) + 1."""
     return (in_size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def same_padding(kernel: int, dilation: int) -> tuple[int, int]:
+    """Torch's split of ``padding="same"``: ``dilation * (kernel - 1)`` in all, the odd element after."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
 
 
 @dataclass(frozen=True)

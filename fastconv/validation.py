@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .problem import DTYPE_NAMES, ConvProblem
+from .problem import DTYPE_NAMES, ConvProblem, same_padding
 
 __all__ = ["normalize_conv2d_args", "output_channels_last", "interpreter_enabled", "SUPPORTED_DTYPES"]
 
@@ -56,13 +56,6 @@ def _pair(name: str, value, *, allow_zero: bool) -> tuple[int, int]:
     if not allow_zero and min(vals) < 1:
         raise RuntimeError(f"non-positive {name} is not supported, got {name}={tuple(vals)}")
     return vals[0], vals[1]
-
-
-def _same_padding(kernel: int, dilation: int) -> tuple[int, int]:
-    """Torch's split of "same" padding: the extra element (odd total) goes after."""
-    total = dilation * (kernel - 1)
-    before = total // 2
-    return before, total - before
 
 
 def output_channels_last(input: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -174,8 +167,8 @@ def normalize_conv2d_args(
                 raise RuntimeError(
                     f"padding='same' is not supported for strided convolutions, got stride={(sh, sw)}"
                 )
-            ph, ph_end = _same_padding(kh, dh)
-            pw, pw_end = _same_padding(kw, dw)
+            ph, ph_end = same_padding(kh, dh)
+            pw, pw_end = same_padding(kw, dw)
         else:
             raise RuntimeError(f"Invalid padding string: {padding!r}, should be one of 'valid' or 'same'")
     else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..problem import ConvProblem
+from ..problem import ConvProblem, same_padding  # noqa: F401  (re-exported by fastconv.testing)
 from ..validation import output_channels_last
 
 __all__ = ["ConvCase", "LAYOUTS", "WEIGHT_LAYOUTS", "DISTRIBUTIONS", "SIGNS", "with_layout", "make_values",
@@ -24,12 +24,6 @@ WEIGHT_LAYOUTS = LAYOUTS
 DISTRIBUTIONS = ("normal", "uniform", "integer")
 SIGNS = ("mixed", "positive", "negative")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def same_padding(kernel: int, dilation: int) -> tuple[int, int]:
-    """Torch's split of ``padding="same"``: ``dilation * (kernel - 1)`` in all, the odd element after."""
-    total = dilation * (kernel - 1)
-    return total // 2, total - total // 2
 
 
 def with_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
