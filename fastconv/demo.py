@@ -20,11 +20,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .problem import ConvProblem
+from .bench.problems import get
 from .validation import interpreter_enabled
 
-SEED_PROBLEM = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))
-SMALL_PROBLEM = ConvProblem.make(1, 8, 16, 12, 20, (5, 9), 1, (2, 4), (2, 3))
+SEED_PROBLEM = get("kb80").stages[0]  # from the benchmark catalogue
+SMALL_PROBLEM = SEED_PROBLEM.replace(batch=1, c_in=8, c_out=16, h=12, w=20)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

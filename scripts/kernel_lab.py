@@ -5,7 +5,7 @@ on one sample) and times (``triton.testing.do_bench``, median, L2 flushed) each 
 run, prints a short table last and writes every number to ``$OUT/lab.json`` (or ``--out``).  The project's
 benchmark command (``python -m fastconv bench``) is the source of reported figures; this is for choosing.
 
-    PYTHONPATH=. python scripts/kernel_lab.py --problems kb80 kb55 --modes tf32 bf16_nhwc
+    PYTHONPATH=. python scripts/kernel_lab.py --problems kb80 resnet_3x3_s1 --modes tf32 bf16_nhwc
 """
 
 from __future__ import annotations
@@ -22,22 +22,21 @@ import torch.nn.functional as F
 from triton.testing import do_bench
 
 import fastconv
+from fastconv.bench.problems import get, select
 from fastconv.dispatch import select_kernel
 from fastconv.problem import ConvProblem
 from fastconv.tuning.autotuner import forced_config
 from fastconv.validation import normalize_conv2d_args
 
-PROBLEMS = {
-    "kb80": ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3)),
-    "kb55": ConvProblem.make(8, 64, 128, 512, 1024, 3),
-    "kb56": ConvProblem.make(8, 64, 128, 512, 256, (5, 7)),
-    "kb63": ConvProblem.make(16, 16, 128, 1024, 1024, 3),
-    "kb87": ConvProblem.make(16, 64, 128, 1024, 1024, 1),
-    "r50_3x3_s1": ConvProblem.make(32, 64, 64, 56, 56, 3, 1, 1),
-    "r50_3x3_s2": ConvProblem.make(32, 128, 256, 56, 56, 3, 2, 1),
-    "r50_stem": ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3),
-    "dw3x3": ConvProblem.make(16, 64, 64, 256, 256, 3, 1, 1, groups=64),
-}
+
+def problem(name: str) -> ConvProblem:
+    """A problem of the benchmark catalogue (fastconv.bench.problems), by name: kb80, resnet_3x3_s1, ..."""
+    stages = get(name).stages
+    if len(stages) != 1:
+        raise SystemExit(f"{name} has {len(stages)} stages; the lab times single convolutions")
+    return stages[0]
+
+
 # mode -> (dtype, precision, channels_last input, cudnn allow_tf32)
 MODES = {
     "tf32": (torch.float32, "tf32", False, True),
@@ -58,7 +57,7 @@ def rel_err(y: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvProblem) -
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    ap.add_argument("--problems", nargs="+", default=[p.name for p in select("quick") if len(p.stages) == 1])
     ap.add_argument("--modes", nargs="+", default=["tf32"])
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--max-configs", type=int, default=99)
@@ -66,7 +65,7 @@ def main() -> int:
     args = ap.parse_args()
     rows, table = [], []
     for pname in args.problems:
-        p = PROBLEMS[pname]
+        p = problem(pname)
         for mode in args.modes:
             dtype, precision, cl, allow_tf32 = MODES[mode]
             torch.manual_seed(0)

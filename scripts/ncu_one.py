@@ -9,10 +9,10 @@ from fastconv.tuning.autotuner import forced_config
 from fastconv.validation import normalize_conv2d_args
 
 sys.path.insert(0, "scripts")
-from kernel_lab import MODES, PROBLEMS  # noqa: E402
+from kernel_lab import MODES, problem  # noqa: E402
 
 pname, mode, cfgname = sys.argv[1], sys.argv[2], sys.argv[3]
-p = PROBLEMS[pname]
+p = problem(pname)
 dtype, precision, cl, _ = MODES[mode]
 x = torch.randn(p.input_shape, device="cuda", dtype=dtype)
 w = torch.randn(p.weight_shape, device="cuda", dtype=dtype)
