@@ -86,27 +86,31 @@ def _forward(x, weight, bias, p: ConvProblem, precision: str, backend: str | Non
 
 
 class _Conv2dFunction(torch.autograd.Function):
-    """Forward on fastconv's kernels; backward through torch's own conv2d gradient (recomputed)."""
+    """Forward on fastconv's kernels; backward through torch's own conv2d gradient kernel
+    (``aten.convolution_backward``, what ``F.conv2d``'s autograd calls; no forward recomputed)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan, backend):
-        ctx.save_for_backward(x, weight, bias)
+        ctx.save_for_backward(x, weight)
         ctx.problem = plan.problem
         return _run(x, weight, bias, plan, backend)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, bias = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         p: ConvProblem = ctx.problem
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(t.requires_grad) for t in (x, weight)]
-            b = bias.detach().requires_grad_(bias.requires_grad) if bias is not None else None
-            y = F.conv2d(leaves[0], leaves[1], b, (p.stride_h, p.stride_w), p.torch_padding,
-                         (p.dil_h, p.dil_w), p.groups)
-            wanted = [t for t in (*leaves, b) if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(y, wanted, grad_out)) if wanted else iter(())
-        out = [next(grads) if t is not None and t.requires_grad else None for t in (*leaves, b)]
-        return out[0], out[1], out[2], None, None
+        padding = [p.pad_h, p.pad_w]
+        asymmetric = (p.pad_h, p.pad_w) != (p.pad_h_end, p.pad_w_end)
+        if asymmetric:  # "same" with an even extent: pad explicitly, as F.conv2d itself does
+            x = F.pad(x, (p.pad_w, p.pad_w_end, p.pad_h, p.pad_h_end))
+            padding = [0, 0]
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], p.has_bias and ctx.needs_input_grad[2]]
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad_out, x, weight, [p.c_out] if p.has_bias else None, [p.stride_h, p.stride_w], padding,
+            [p.dil_h, p.dil_w], False, [0, 0], p.groups, mask)
+        if asymmetric and gx is not None:
+            gx = gx[:, :, p.pad_h:p.pad_h + p.h, p.pad_w:p.pad_w + p.w]
+        return gx, gw, gb, None, None
 
 
 def conv2d(

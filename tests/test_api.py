@@ -218,3 +218,22 @@ def test_cpu_tensors_without_the_interpreter_get_a_clear_error():
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("RAISED"), out.stdout + out.stderr
     assert "TRITON_INTERPRET=1" in out.stdout and "CUDA" in out.stdout
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding="same", dilation=(1, 3)), dict(padding=(0, 2), groups=2)])
+def test_gradients_equal_torch_for_same_padding_and_groups(kwargs):
+    """Asymmetric "same" padding (even kernel extent) and groups go through the same gradient kernel."""
+    torch.backends.cudnn.deterministic = True
+    g0 = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 7, 9, generator=g0).to(DEVICE)
+    w = torch.randn(6, 4 // kwargs.get("groups", 1), 2, 4, generator=g0).to(DEVICE)
+    b = torch.randn(6, generator=g0).to(DEVICE)
+    ours = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = [t.clone().requires_grad_() for t in (x, w, b)]
+    y, y_ref = fastconv.conv2d(*ours, **kwargs), F.conv2d(*ref, **kwargs)
+    assert y.shape == y_ref.shape
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    y.backward(g)
+    y_ref.backward(g)
+    for t, r in zip(ours, ref):
+        assert torch.equal(t.grad, r.grad)
