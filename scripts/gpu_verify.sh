@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Everything the CPU CI cannot check, in one GPU session, from the repository root:
+#
+#   bash scripts/gpu_verify.sh [OUTDIR]        (default out/gpu_verify; about 6-8 minutes on an H100)
+#
+# 1. the benchmarks against the committed baseline of this GPU (pytest-benchmark's own compare, 10% on medians)
+# 2. the main job, `python -m fastconv demo`, on the GPU path
+# 3. unit tests that need the GPU to mean something (gradients, modules, kernels) and the every-config sweep
+#    with the gpu Hypothesis profile
+# 4. the host cost of one call (scripts/host_overhead.py)
+# Each step's full output goes to OUTDIR/<step>.txt; a one-line summary per step is printed last.
+# STEPS="compare demo" runs a subset.
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT=${1:-out/gpu_verify}
+STEPS=${STEPS:-"compare demo units configs host"}
+mkdir -p "$OUT"
+SUMMARY=()
+
+step() {  # name timeout-seconds command...
+    local name=$1 limit=$2
+    shift 2
+    case " $STEPS " in *" $name "*) ;; *) return ;; esac
+    echo "=================== $name: $*"
+    local t0=$SECONDS
+    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    local rc=$?
+    tail -n 25 "$OUT/$name.txt"
+    local last
+    last=$(grep -E "passed|failed|error|all checks|PASS|FAIL|us/call" "$OUT/$name.txt" | tail -n 2 | tr '\n' ' ')
+    SUMMARY+=("$(printf '%-8s exit %-3s %4ss  %s' "$name" "$rc" "$((SECONDS - t0))" "${last:0:150}")")
+}
+
+base=$(python - <<'PY'
+import glob, json, torch
+gpu = torch.cuda.get_device_name()
+runs = [p for p in sorted(glob.glob("benchmarks/baselines/*/*.json"))
+        if json.load(open(p)).get("machine_info", {}).get("fastconv", {}).get("gpu") == gpu]
+print(runs[-1] if runs else "")
+PY
+)
+if [ -n "$base" ]; then
+    step compare 300 python -m pytest -m benchmark benchmarks/ --bench-quick --benchmark-compare="$base" \
+        --benchmark-compare-fail=median:10% --benchmark-json="$OUT/compare.json" -p no:cacheprovider
+else
+    SUMMARY+=("compare  skipped: no committed baseline for $(python -c 'import torch; print(torch.cuda.get_device_name())')")
+fi
+step demo 180 python -m fastconv demo
+step units 240 python -m pytest tests/test_api.py tests/test_modules.py tests/test_kernels.py -q -x -p no:cacheprovider
+step configs 300 python -m pytest properties/test_configs.py --hypothesis-profile gpu -q -p no:cacheprovider
+step host 120 python scripts/host_overhead.py
+
+echo
+echo "=================== summary ($OUT)"
+printf '%s\n' "${SUMMARY[@]}"
