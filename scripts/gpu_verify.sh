@@ -3,7 +3,8 @@
 #
 #   bash scripts/gpu_verify.sh [OUTDIR]        (default out/gpu_verify; about 6-8 minutes on an H100)
 #
-# 1. the benchmarks against the committed baseline of this GPU (pytest-benchmark's own compare, 10% on medians)
+# 1. the benchmarks against the committed baseline of this GPU (pytest-benchmark's own compare, 10% on medians);
+#    step `save` (not in the default STEPS) first records a new baseline, to be committed from OUTDIR/baselines
 # 2. the main job, `python -m fastconv demo`, on the GPU path
 # 3. unit tests that need the GPU to mean something (gradients, modules, kernels) and the every-config sweep
 #    with the gpu Hypothesis profile
@@ -32,22 +33,30 @@ step() {  # name timeout-seconds command...
     SUMMARY+=("$(printf '%-8s exit %-3s %4ss  %s' "$name" "$rc" "$((SECONDS - t0))" "${last:0:150}")")
 }
 
-base=$(python - <<'PY'
+latest_baseline() {  # the newest committed baseline recorded on this GPU
+    python - <<'PY'
 import glob, json, torch
 gpu = torch.cuda.get_device_name()
 runs = [p for p in sorted(glob.glob("benchmarks/baselines/*/*.json"))
         if json.load(open(p)).get("machine_info", {}).get("fastconv", {}).get("gpu") == gpu]
 print(runs[-1] if runs else "")
 PY
-)
-if [ -n "$base" ]; then
-    step compare 300 python -m pytest -m benchmark benchmarks/ --bench-quick --benchmark-compare="$base" \
-        --benchmark-compare-fail=median:10% --benchmark-json="$OUT/compare.json" -p no:cacheprovider
-else
-    SUMMARY+=("compare  skipped: no committed baseline for $(python -c 'import torch; print(torch.cuda.get_device_name())')")
+}
+BENCH=(python -m pytest -m benchmark benchmarks/ --bench-quick -p no:cacheprovider)
+base=$(latest_baseline)
+if [ -z "$base" ]; then
+    SUMMARY+=("compare  skipped: no committed baseline for this GPU")
+    STEPS=${STEPS//compare/}
 fi
+# save: a new baseline (benchmarks/baselines/<machine>/NNNN_h100.json), compared with the previous one
+step save 400 "${BENCH[@]}" --benchmark-storage=file://benchmarks/baselines --benchmark-save=h100 \
+    --benchmark-save-data ${base:+--benchmark-compare="$(basename "$base" | cut -d_ -f1)"}
+case " $STEPS " in *" save "*) mkdir -p "$OUT/baselines" && cp -r benchmarks/baselines/. "$OUT/baselines/";; esac
+base=$(latest_baseline)
+step compare 300 "${BENCH[@]}" --benchmark-compare="$base" --benchmark-compare-fail=median:10% \
+    --benchmark-json="$OUT/compare.json"
 step demo 180 python -m fastconv demo
-step units 240 python -m pytest tests/test_api.py tests/test_modules.py tests/test_kernels.py -q -x -p no:cacheprovider
+step units 240 python -m pytest tests/test_api.py tests/test_modules.py tests/test_kernels.py -q -p no:cacheprovider
 step configs 300 python -m pytest properties/test_configs.py --hypothesis-profile gpu -q -p no:cacheprovider
 step host 120 python scripts/host_overhead.py
 

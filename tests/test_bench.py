@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -194,6 +195,66 @@ def test_measure_interleaves_flushes_and_excludes_first_call_and_warmup():
     assert timed == ["A", "B", "B", "A", "A", "B", "B", "A", "A", "B", "B", "A"]  # order alternates
     calls = [i for i, e in enumerate(dev.log) if e != "flush"]
     assert all(dev.log[i - 1] == "flush" for i in calls[2:])  # every timed or warm-up call starts cold
+
+
+class QueueDevice(timing.TimingBackend):
+    """A stream: the host enqueues (spending its own virtual time), the device runs in order when work arrives.
+
+    Times in ms.  Each API call costs the host ``api_ms``; a kernel starts at max(device free, arrival).
+    """
+
+    name = "queue"
+
+    def __init__(self, api_ms: float = 0.002):
+        self.host = self.dev = 0.0
+        self.api_ms = api_ms
+
+    def _run(self, ms: float) -> float:
+        self.host += self.api_ms
+        self.dev = max(self.dev, self.host) + ms
+        return self.dev
+
+    def call(self, host_ms: float, dev_ms: float):
+        def fn():
+            self.host += host_ms  # Python dispatch before the launch
+            self._run(dev_ms)
+        return fn
+
+    def marker(self):
+        return self._run(0.0)
+
+    def elapsed_ms(self, start, end) -> float:
+        return end - start
+
+    def synchronize(self) -> None:
+        self.host = max(self.host, self.dev)
+
+    def flush_l2(self) -> None:
+        self._run(0.08)
+
+    def hold(self, us: float) -> None:
+        self._run(us / 1e3)
+
+    def host_clock(self) -> float:
+        return self.host / 1e3
+
+
+def test_host_bound_calls_are_timed_on_the_device_not_on_the_host():
+    # a 15 us kernel behind 100 us of host dispatch, and a 2 ms kernel behind 20 us: without the hold the first
+    # reads ~100 us (the host's speed); with it, its device time.  Host cost is still reported, per round.
+    dev = QueueDevice()
+    fns = {"small": dev.call(0.100, 0.015), "big": dev.call(0.020, 2.0)}
+    held = timing.measure(fns, dev, rounds=8)
+    assert held["small"].times_ms == pytest.approx([0.015] * 8)
+    assert held["big"].times_ms == pytest.approx([2.0] * 8)
+    enqueue_us = (0.100 + 3 * dev.api_ms) * 1e3  # dispatch, the launch and the two markers
+    assert statistics.median(held["small"].host_us) == pytest.approx(enqueue_us)
+    assert held["small"].hold_us == pytest.approx(timing.hold_for([enqueue_us]))
+    dev2 = QueueDevice()
+    unheld = timing.measure({"small": dev2.call(0.100, 0.015)}, dev2, rounds=8, hold=False)
+    # the old protocol read the host's dispatch (less the 80 us the L2 flush happened to hide): 2.6x the kernel
+    assert min(unheld["small"].times_ms) > 2 * 0.015
+    assert timing.hold_for([5000.0]) == timing.HOLD_CAP_US
 
 
 def test_rounds_follow_the_budget():

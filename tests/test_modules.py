@@ -88,7 +88,7 @@ def test_backend_and_precision_keywords():
     m = fastconv.Conv2d(3, 4, 3, backend="direct", precision="ieee")
     assert "backend='direct'" in repr(m) and "precision='ieee'" in repr(m)
     with pytest.raises(ValueError, match="backend"):
-        fastconv.Conv2d(3, 4, 3, backend="nope")(torch.randn(1, 3, 5, 5, device=DEVICE))
+        fastconv.Conv2d(3, 4, 3, backend="nope").to(DEVICE)(torch.randn(1, 3, 5, 5, device=DEVICE))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -203,7 +203,8 @@ class GpuBenchmark:
         t = measure(fns, backend, budget_s=budget, min_rounds=min_rounds)
         info = self.extra_info
         info.update(timed=True, timing=backend.describe(), rounds=t["fn"].rounds,
-                    first_call_s=t["fn"].first_call_s, median_ms=t["fn"].median_ms)
+                    first_call_s=t["fn"].first_call_s, median_ms=t["fn"].median_ms,
+                    host_enqueue_us_median=t["fn"].summary()["host_enqueue_us_median"], hold_us=t["fn"].hold_us)
         if reference is not None:
             info["reference_median_ms"] = t["reference"].median_ms
             info["speedup_vs_reference"] = t["reference"].median_ms / t["fn"].median_ms
@@ -265,6 +266,7 @@ def conv_bench(gpu_benchmark, request):
         t = r.timing
         info.update(timed=True, timing=backend.describe(), kernels=r.kernels, rounds=t.rounds,
                     median_ms=t.median_ms, first_call_s=t.first_call_s, precision_class=res.pclass,
+                    host_enqueue_us_median=t.summary()["host_enqueue_us_median"], hold_us=t.hold_us,
                     ceiling_source=ceilings.source(res.pclass) if ceilings else None,
                     rel_error=r.check.error, tolerance=r.check.tol, **(r.roof or {}))
         if impl != "cudnn":
