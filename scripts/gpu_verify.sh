@@ -51,7 +51,8 @@ fi
 # save: a new baseline (benchmarks/baselines/<machine>/NNNN_h100.json), compared with the previous one
 step save 400 "${BENCH[@]}" --benchmark-storage=file://benchmarks/baselines --benchmark-save=h100 \
     --benchmark-save-data ${base:+--benchmark-compare="$(basename "$base" | cut -d_ -f1)"}
-case " $STEPS " in *" save "*) mkdir -p "$OUT/baselines" && cp -r benchmarks/baselines/. "$OUT/baselines/";; esac
+# the new baseline comes back flat under OUTDIR/baselines (the device tool returns no deep or dotted folders)
+case " $STEPS " in *" save "*) mkdir -p "$OUT/baselines" && cp "$(latest_baseline)" "$OUT/baselines/";; esac
 base=$(latest_baseline)
 step compare 300 "${BENCH[@]}" --benchmark-compare="$base" --benchmark-compare-fail=median:10% \
     --benchmark-json="$OUT/compare.json"
