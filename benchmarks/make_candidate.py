@@ -8,7 +8,7 @@ Both faults are planted where every kernel passes, so they do not depend on one 
 - ``slow``: in ``tuning/autotuner.py`` the choice ``min(timings)`` becomes "the fastest config at least
   ``SLOW_FACTOR`` x slower than the best" (a kernel forced to a poor config; problems with a single config
   are unaffected);
-- ``off-by-one``: in ``kernels/base.py`` every launch receives the problem with its input one column
+- ``off-by-one``: in ``kernels/base.py`` every launcher is built for the problem with its input one column
   narrower and one more column of right padding, i.e. the bound every kernel masks input columns with
   (``iw < W``) is off by one: the last input column reads as padding.  Output shapes are unchanged and no
   access goes out of bounds (the kernels read less), so the gate sees wrong values, not a crash.
@@ -41,12 +41,11 @@ PATCHES = {
     ),
     "off-by-one": (
         "kernels/base.py",
-        re.compile(r"^(?P<ind>[ \t]*)self\.launch\(x, weight, bias, problem, precision, out, config\)[ \t]*$",
-                   re.M),
+        re.compile(r"^(?P<ind>[ \t]*)return self\.make_launcher\(problem, precision, config\)[ \t]*$", re.M),
         lambda m: (
             f"{m['ind']}# GATE DEMO: planted off-by-one - the input-width bound excludes the last column\n"
             f"{m['ind']}problem = problem.replace(w=problem.w - 1, pad_w_end=problem.pad_w_end + 1)\n"
-            f"{m['ind']}self.launch(x, weight, bias, problem, precision, out, config)"
+            f"{m['ind']}return self.make_launcher(problem, precision, config)"
         ),
     ),
 }

@@ -29,11 +29,12 @@ class _Plan:
     keeps the host cost of a small convolution near the launch cost.
     """
 
-    __slots__ = ("unbatched", "problem", "precision", "kernel", "config")
+    __slots__ = ("unbatched", "problem", "precision", "kernel", "config", "launch")
 
     def __init__(self, unbatched: bool, problem: ConvProblem, precision: str, kernel):
         self.unbatched, self.problem, self.precision, self.kernel = unbatched, problem, precision, kernel
         self.config = None
+        self.launch = None  # kernel.launcher(problem, precision, config), once the config is chosen
 
 
 _PLANS: dict[tuple, _Plan] = {}
@@ -69,15 +70,17 @@ def _run(x, weight, bias, plan: _Plan, backend: str | None) -> torch.Tensor:
         return out
     if bias is not None:
         bias = bias.contiguous()  # kernels index the bias as b_ptr + channel (torch accepts any strides)
-    config = plan.config if not config_forced() else None
-    if config is None:
+    launch = plan.launch if not config_forced() else None
+    if launch is None:
         def run(cfg):  # one launch into a scratch buffer, for timing candidate configs
             kernel(x, weight, bias, p, precision, torch.empty_like(out), cfg)
 
         config = choose_config(kernel, p, precision, _layout(x), run, x.device)
+        launch = kernel.launcher(p, precision, config)
         if not config_forced():
-            plan.config = config
-    return kernel(x, weight, bias, p, precision, out, config)
+            plan.config, plan.launch = config, launch
+    launch(x, weight, bias, out)
+    return out
 
 
 def _forward(x, weight, bias, p: ConvProblem, precision: str, backend: str | None) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
+from fastconv import functional
 from fastconv.dispatch import AUTO_ORDER, FLOAT32_PRECISIONS, select_kernel
 from fastconv.kernels import REGISTRY
 from fastconv.problem import ConvProblem
@@ -31,23 +32,30 @@ def _inputs(n=2, c_in=3, c_out=4, h=6, w=5, k=3, bias=True, dtype=torch.float32,
 
 @contextmanager
 def launches():
-    """Record the name of every kernel launched inside the block."""
+    """Record the name of every kernel launched inside the block (plans memoised before it are dropped, so
+    every launcher is built, and spied on, inside)."""
     seen: list[str] = []
-    originals = {name: k.launch for name, k in REGISTRY.items()}
+    originals = {name: k.make_launcher for name, k in REGISTRY.items()}
 
-    def spy(name, fn):
-        def launch(*args, **kwargs):
-            seen.append(name)
-            return fn(*args, **kwargs)
-        return launch
+    def spy(name, make):
+        def make_launcher(*args, **kwargs):
+            launch = make(*args, **kwargs)
 
+            def spied(*a, **kw):
+                seen.append(name)
+                return launch(*a, **kw)
+            return spied
+        return make_launcher
+
+    functional._PLANS.clear()
     try:
         for name, k in REGISTRY.items():
-            k.launch = spy(name, originals[name])
+            k.make_launcher = spy(name, originals[name])
         yield seen
     finally:
         for name, k in REGISTRY.items():
-            k.launch = originals[name]
+            k.make_launcher = originals[name]
+        functional._PLANS.clear()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -160,3 +160,38 @@ def test_huge_samples_leave_the_32_bit_in_sample_kernels():
     p = ConvProblem.make(1, 64, 64, 8192, 4097, 3)  # 64*8192*4097 > 2**31 elements in one sample
     assert not REGISTRY["igemm"].supports(p, "tf32")
     assert select_kernel(p, "tf32", "auto").name == "direct"
+
+
+# -- repeated calls of one plan: the launch fast path -------------------------------------------------------
+@pytest.mark.parametrize("backend, x_shape, w_shape, kwargs", [
+    ("igemm", (2, 8, 9, 10), (16, 8, 3, 3), dict(padding=1)),
+    ("igemm", (2, 4, 9, 10), (8, 4, 3, 5), dict(stride=2, dilation=(1, 2))),
+    ("pointwise", (2, 16, 6, 7), (8, 16, 1, 1), {}),
+    ("depthwise", (2, 8, 9, 10), (8, 1, 3, 3), dict(padding=1, groups=8)),
+])
+def test_repeated_calls_of_one_plan_stay_right_on_new_and_misaligned_inputs(monkeypatch, backend, x_shape,
+                                                                            w_shape, kwargs):
+    """Every call after a plan's first reuses its binary with new tensors (on a GPU; the interpreter has
+    none), except a tensor aligned differently, which gets Triton's own binary: all answers must be right."""
+    from fastconv.kernels.launch import FastLaunch
+
+    sites = []
+    init = FastLaunch.__init__
+
+    def recording_init(self, *a, **k):
+        init(self, *a, **k)
+        sites.append(self)
+
+    monkeypatch.setattr(FastLaunch, "__init__", recording_init)
+    functional._PLANS.clear()
+    w, b = _tensors(w_shape, (w_shape[0],), seed=5)
+    numel = torch.Size(x_shape).numel()
+    for i in range(4):
+        x = _tensors(x_shape, seed=10 + i)[0]
+        if i == 2:  # same shape and strides (same plan), data 4 bytes past a 16-byte boundary
+            x = torch.empty(numel + 1, device=DEVICE)[1:].view(x_shape).copy_(x)
+            assert x.data_ptr() % 16 != 0
+        y = fastconv.conv2d(x, w, b, backend=backend, **kwargs)
+        assert_conv_close(y, x, w, b, **kwargs)
+    if DEVICE == "cuda":
+        assert any(s.fast_launches >= 2 for s in sites), [(s.launches, s.fast_launches) for s in sites]

@@ -255,7 +255,7 @@ def _register(monkeypatch, launch, base: str = "igemm") -> str:
     """Register a kernel under a fresh name (fastconv memoises each call signature's kernel by name)."""
     good = REGISTRY[base]
     name = f"mutant{next(_MUTANTS)}"
-    monkeypatch.setitem(REGISTRY, name, ConvKernel(name, good.supports, good.configs, launch))
+    monkeypatch.setitem(REGISTRY, name, ConvKernel.from_launch(name, good.supports, good.configs, launch))
     return name
 
 

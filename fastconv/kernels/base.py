@@ -42,21 +42,42 @@ class ConvKernel:
 
     - ``supports(problem, precision)``: whether it computes this problem (False -> not chosen);
     - ``configs(problem, precision)``: every launch config valid for the problem (first = interpreter default);
-    - ``launch(x, weight, bias, problem, precision, out, config)``: computes ``out`` (already allocated with
-      torch's shape and memory format) from ``x`` ``(N, C, H, W)`` of any strides;
+    - ``make_launcher(problem, precision, config)``: a callable ``(x, weight, bias, out) -> None`` that
+      computes ``out`` (already allocated with torch's shape and memory format) from ``x`` ``(N, C, H, W)``;
+      built once per plan (:mod:`fastconv.functional`), it binds everything the problem fixes so a repeated
+      call pays little more than the launch itself (:class:`fastconv.kernels.launch.FastLaunch`);
+    - ``launch(x, weight, bias, problem, precision, out, config)``: one call, through a fresh launcher unless
+      given (for the tuner, which tries each config once);
     - ``static_variants()``: the compilation units the static gate checks (all shipped configs).
     """
 
     name: str
     supports: Callable[[ConvProblem, str], bool]
     configs: Callable[[ConvProblem, str], list[KernelConfig]]
-    launch: Callable[..., None]
+    make_launcher: Callable[[ConvProblem, str, KernelConfig], Callable[..., None]]
     static_variants: Callable[[], list[StaticVariant]] = field(default=lambda: [])
     description: str = ""
 
+    def launcher(self, problem: ConvProblem, precision: str, config: KernelConfig) -> Callable[..., None]:
+        """The launch callable ``(x, weight, bias, out) -> None`` of one plan."""
+        return self.make_launcher(problem, precision, config)
+
+    def launch(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, problem: ConvProblem,
+               precision: str, out: torch.Tensor, config: KernelConfig) -> None:
+        self.launcher(problem, precision, config)(x, weight, bias, out)
+
+    @classmethod
+    def from_launch(cls, name: str, supports, configs, launch: Callable[..., None], **kw) -> ConvKernel:
+        """A kernel given as one function ``launch(x, weight, bias, problem, precision, out, config)``
+        (nothing bound per plan: every call pays its whole host cost)."""
+        def make_launcher(p, precision, config):
+            return lambda x, weight, bias, out: launch(x, weight, bias, p, precision, out, config)
+
+        return cls(name, supports, configs, make_launcher, **kw)
+
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, problem: ConvProblem,
                  precision: str, out: torch.Tensor, config: KernelConfig) -> torch.Tensor:
-        self.launch(x, weight, bias, problem, precision, out, config)
+        self.launcher(problem, precision, config)(x, weight, bias, out)
         return out
 
 

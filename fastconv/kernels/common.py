@@ -17,8 +17,10 @@ import triton
 import triton.language as tl
 
 from ..validation import interpreter_enabled
+from .launch import FastLaunch, cdiv, next_pow2
 
-__all__ = ["round_tf32", "round_tf32_torch", "prepare_nhwc", "packed_weight", "PACK_CACHE", "dot_upcast"]
+__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "prepare_nhwc", "packed_weight", "PACK_CACHE",
+           "dot_upcast"]
 
 
 @triton.jit
@@ -76,25 +78,40 @@ def nhwc_prepare_kernel(
     tl.store(dst, v, mask=mask)
 
 
-def prepare_nhwc(x: torch.Tensor, round_to_tf32: bool) -> torch.Tensor:
-    """Return ``x`` ``(N, C, H, W)`` as a channels_last tensor, rounded to TF32 if asked.
+class NhwcPass:
+    """``x`` ``(N, C, H, W)`` -> a channels_last tensor, rounded to TF32 if asked: one launch site per plan.
 
     No copy when ``x`` already is channels_last-contiguous and no rounding is needed.
     """
-    if not round_to_tf32 and x.is_contiguous(memory_format=torch.channels_last):
-        return x
-    n, c, h, w = x.shape
-    y = torch.empty((n, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    if y.numel() == 0:
+
+    __slots__ = ("round_to_tf32", "_site")
+
+    def __init__(self, round_to_tf32: bool):
+        self.round_to_tf32 = round_to_tf32
+        self._site: FastLaunch | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.round_to_tf32 and x.is_contiguous(memory_format=torch.channels_last):
+            return x
+        n, c, h, w = x.shape
+        y = torch.empty((n, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        if y.numel() == 0:
+            return y
+        sn, sc, sh, sw = x.stride()
+        block_c = min(64, next_pow2(c))
+        block_p = 64 if block_c >= 32 else 128
+        if self._site is None:  # a plan fixes x's shape and strides, so the grid too
+            grid = (cdiv(h * w, block_p), cdiv(c, block_c), n)
+            self._site = FastLaunch(nhwc_prepare_kernel, grid, ("x_ptr", "y_ptr"), num_warps=4)
+        self._site((x, y), lambda: dict(
+            x_ptr=x, y_ptr=y, C=c, HW=h * w, W=w, stride_xn=sn, stride_xc=sc, stride_xh=sh, stride_xw=sw,
+            FLAT_HW=sh == w * sw, ROUND_TF32=self.round_to_tf32, BLOCK_P=block_p, BLOCK_C=block_c))
         return y
-    sn, sc, sh, sw = x.stride()
-    flat = sh == w * sw
-    block_c = min(64, triton.next_power_of_2(c))
-    block_p = 64 if block_c >= 32 else 128
-    grid = (triton.cdiv(h * w, block_p), triton.cdiv(c, block_c), n)
-    nhwc_prepare_kernel[grid](x, y, c, h * w, w, sn, sc, sh, sw, FLAT_HW=flat, ROUND_TF32=round_to_tf32,
-                              BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
-    return y
+
+
+def prepare_nhwc(x: torch.Tensor, round_to_tf32: bool) -> torch.Tensor:
+    """Return ``x`` ``(N, C, H, W)`` as a channels_last tensor, rounded to TF32 if asked (one call)."""
+    return NhwcPass(round_to_tf32)(x)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
+from .launch import FastLaunch, cdiv
 
 __all__ = ["depthwise_conv2d_kernel", "DEPTHWISE", "MAX_CIN_PER_GROUP"]
 
@@ -105,11 +106,17 @@ def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
     )
 
 
-def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+def _launcher(p: ConvProblem, precision: str, config: KernelConfig):
     blocks = config.kwargs
-    grid = (p.batch * p.oh, triton.cdiv(p.ow, blocks["BLOCK_W"]), triton.cdiv(p.c_out, blocks["BLOCK_C"]))
-    depthwise_conv2d_kernel[grid](**_args(x, weight, bias, out, p, blocks),
-                                  num_warps=config.num_warps, num_stages=config.num_stages)
+    grid = (p.batch * p.oh, cdiv(p.ow, blocks["BLOCK_W"]), cdiv(p.c_out, blocks["BLOCK_C"]))
+    site = FastLaunch(depthwise_conv2d_kernel, grid, ("x_ptr", "w_ptr", "b_ptr", "y_ptr"),
+                      num_warps=config.num_warps, num_stages=config.num_stages)
+
+    def launch(x, weight, bias, out) -> None:
+        site((x, weight, bias if bias is not None else weight, out),
+             lambda: _args(x, weight, bias, out, p, blocks))
+
+    return launch
 
 
 def _static_variants() -> list[StaticVariant]:
@@ -131,7 +138,7 @@ DEPTHWISE = register(ConvKernel(
     name="depthwise",
     supports=_supports,
     configs=_configs,
-    launch=_launch,
+    make_launcher=_launcher,
     static_variants=_static_variants,
     description="direct fp32-FMA kernel for depthwise and small-group convolutions (memory-bound)",
 ))

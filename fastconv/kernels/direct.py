@@ -16,6 +16,7 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
+from .launch import cdiv
 
 __all__ = ["direct_conv2d_kernel", "DIRECT"]
 
@@ -92,10 +93,14 @@ def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
     )
 
 
-def _launch(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
-    grid = (p.batch * p.c_out, triton.cdiv(p.oh * p.ow, config["BLOCK_HW"]))
-    direct_conv2d_kernel[grid](**_args(x, weight, bias, out, p, config.kwargs),
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+def _launcher(p: ConvProblem, precision: str, config: KernelConfig):
+    grid = (p.batch * p.c_out, cdiv(p.oh * p.ow, config["BLOCK_HW"]))
+
+    def launch(x, weight, bias, out) -> None:  # the seed's own launch path: Triton's run() every call
+        direct_conv2d_kernel[grid](**_args(x, weight, bias, out, p, config.kwargs),
+                                   num_warps=config.num_warps, num_stages=config.num_stages)
+
+    return launch
 
 
 def _static_variants() -> list[StaticVariant]:
@@ -114,7 +119,7 @@ DIRECT = register(ConvKernel(
     name="direct",
     supports=lambda p, precision: True,
     configs=_configs,
-    launch=_launch,
+    make_launcher=_launcher,
     static_variants=_static_variants,
     description="the seed's scalar direct convolution (baseline; no tensor cores)",
 ))

@@ -32,7 +32,8 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
-from .common import dot_upcast, packed_weight, prepare_nhwc, round_tf32
+from .common import NhwcPass, dot_upcast, packed_weight, round_tf32
+from .launch import FastLaunch, cdiv, next_pow2
 
 __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
 
@@ -296,8 +297,8 @@ def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
 def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | None = None) -> list[KernelConfig]:
     """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, that fit ``limit``
     bytes of shared memory per block (default: the running GPU's)."""
-    max_n = max(16, triton.next_power_of_2(p.c_out_per_group))
-    max_k = max(16, triton.next_power_of_2(p.c_in_per_group))
+    max_n = max(16, next_pow2(p.c_out_per_group))
+    max_k = max(16, next_pow2(p.c_in_per_group))
     seen, out = set(), []
     for c in _base_tiles(p, precision):
         kw = c.kwargs
@@ -349,13 +350,13 @@ def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: str, blocks: dict,
     """Every argument of ``igemm_conv2d_kernel`` by name, for a launch (and for the static gate)."""
     flat = _flat_k(p)
     bk = blocks["BLOCK_K"]
-    c_iters = triton.cdiv(p.c_in_per_group, bk)
+    c_iters = cdiv(p.c_in_per_group, bk)
     sxn, sxc, sxh, sxw = xs.stride()
     syn, syc, syh, syw = out.stride()
     return dict(
         x_ptr=xs, w_ptr=wp, b_ptr=bias if bias is not None else wp, y_ptr=out,
         M=p.gemm_m, H=p.h, W=p.w, C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, OH=p.oh, OW=p.ow,
-        K_ITERS=triton.cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters, C_ITERS=c_iters,
+        K_ITERS=cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters, C_ITERS=c_iters,
         stride_xn=sxn, stride_xc=sxc, stride_xh=sxh, stride_xw=sxw, stride_wn=wp.stride(0),
         stride_yn=syn, stride_yc=syc, stride_yh=syh, stride_yw=syw,
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
@@ -367,17 +368,28 @@ def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: str, blocks: dict,
 
 
 def _igemm_grid(p: ConvProblem, blocks: dict) -> tuple[int, int]:
-    return (triton.cdiv(p.gemm_m, blocks["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, blocks["BLOCK_N"]), p.groups)
+    return (cdiv(p.gemm_m, blocks["BLOCK_M"]) * cdiv(p.c_out_per_group, blocks["BLOCK_N"]), p.groups)
 
 
-def _launch_igemm(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+_PTRS = ("x_ptr", "w_ptr", "b_ptr", "y_ptr")
+
+
+def _igemm_launcher(p: ConvProblem, precision: str, config: KernelConfig):
     tf32 = p.dtype == "float32" and precision == "tf32"
     blocks = config.kwargs
     prep = blocks.pop("PREP", 1)
-    xs = prepare_nhwc(x, round_to_tf32=tf32) if prep else x
-    wp = packed_weight(weight, round_to_tf32=tf32)
-    args = _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=dot_upcast())
-    igemm_conv2d_kernel[_igemm_grid(p, blocks)](**args, num_warps=config.num_warps, num_stages=config.num_stages)
+    upcast = dot_upcast()
+    nhwc = NhwcPass(round_to_tf32=tf32) if prep else None
+    site = FastLaunch(igemm_conv2d_kernel, _igemm_grid(p, blocks), _PTRS,
+                      num_warps=config.num_warps, num_stages=config.num_stages)
+
+    def launch(x, weight, bias, out) -> None:
+        xs = nhwc(x) if nhwc is not None else x
+        wp = packed_weight(weight, round_to_tf32=tf32)
+        site((xs, wp, bias if bias is not None else wp, out),
+             lambda: _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=upcast))
+
+    return launch
 
 
 def _pointwise_supports(p: ConvProblem, precision: str) -> bool:
@@ -409,18 +421,24 @@ def _pointwise_args(x, wp, bias, out, p: ConvProblem, precision: str, blocks: di
     )
 
 
-def _launch_pointwise(x, weight, bias, p: ConvProblem, precision: str, out, config: KernelConfig) -> None:
+def _pointwise_launcher(p: ConvProblem, precision: str, config: KernelConfig):
     tf32 = p.dtype == "float32" and precision == "tf32"
-    sxp = _flat_pixel_stride(x)
-    if sxp is None:  # e.g. a view sliced along W: one copy into a layout whose pixels flatten
-        x = x.contiguous()
-        sxp = _flat_pixel_stride(x)
-    wp = packed_weight(weight, round_to_tf32=tf32)
     blocks = config.kwargs
-    args = _pointwise_args(x, wp, bias, out, p, precision, blocks, sxp, _flat_pixel_stride(out), dot_upcast())
-    grid = (triton.cdiv(p.h * p.w, blocks["BLOCK_M"]) * triton.cdiv(p.c_out_per_group, blocks["BLOCK_N"]),
-            p.batch, p.groups)
-    pointwise_conv2d_kernel[grid](**args, num_warps=config.num_warps, num_stages=config.num_stages)
+    upcast = dot_upcast()
+    grid = (cdiv(p.h * p.w, blocks["BLOCK_M"]) * cdiv(p.c_out_per_group, blocks["BLOCK_N"]), p.batch, p.groups)
+    site = FastLaunch(pointwise_conv2d_kernel, grid, _PTRS, num_warps=config.num_warps,
+                      num_stages=config.num_stages)
+
+    def launch(x, weight, bias, out) -> None:
+        sxp = _flat_pixel_stride(x)
+        if sxp is None:  # e.g. a view sliced along W: one copy into a layout whose pixels flatten
+            x = x.contiguous()
+            sxp = _flat_pixel_stride(x)
+        wp = packed_weight(weight, round_to_tf32=tf32)
+        site((x, wp, bias if bias is not None else wp, out),
+             lambda: _pointwise_args(x, wp, bias, out, p, precision, blocks, sxp, _flat_pixel_stride(out), upcast))
+
+    return launch
 
 
 def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
@@ -489,7 +507,7 @@ IGEMM = register(ConvKernel(
     name="igemm",
     supports=_supports_tensor_cores,
     configs=_igemm_configs,
-    launch=_launch_igemm,
+    make_launcher=_igemm_launcher,
     static_variants=_igemm_static_variants,
     description="implicit GEMM on tensor cores (any conv2d)",
 ))
@@ -498,7 +516,7 @@ POINTWISE = register(ConvKernel(
     name="pointwise",
     supports=_pointwise_supports,
     configs=_pointwise_configs,
-    launch=_launch_pointwise,
+    make_launcher=_pointwise_launcher,
     static_variants=_pointwise_static_variants,
     description="1x1 stride-1 convolution as a GEMM that reads NCHW or NHWC in place",
 ))
