@@ -47,10 +47,17 @@ def _registry() -> dict:
     return REGISTRY
 
 
-def registry_generation() -> int:
-    from .kernels.base import registry_generation as gen
+_GENERATION: list[int] | None = None
 
-    return gen()
+
+def registry_generation() -> int:
+    """Bumped by every kernel registration (memoised plans made before it are stale); imports on first use."""
+    global _GENERATION
+    if _GENERATION is None:
+        from .kernels.base import _GENERATION as generation
+
+        _GENERATION = generation
+    return _GENERATION[0]
 
 
 def available_backends() -> list[str]:
@@ -69,12 +76,15 @@ def _check_precision(precision: str | None) -> str | None:
     return precision
 
 
+def backend_name() -> str:
+    """The backend in force, unchecked (cheap enough for a per-call memo key; :func:`get_backend` checks)."""
+    name = _backend.get()
+    return name if name is not None else (os.environ.get("FASTCONV_BACKEND") or "auto")
+
+
 def get_backend() -> str:
     """The backend in force: the innermost :func:`use_backend`, else ``$FASTCONV_BACKEND``, else ``"auto"``."""
-    name = _backend.get()
-    if name is None:
-        name = os.environ.get("FASTCONV_BACKEND", "auto") or "auto"
-    return _check_backend(name)
+    return _check_backend(backend_name())
 
 
 @contextlib.contextmanager

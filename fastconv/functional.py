@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dispatch import current_precision, get_backend, registry_generation, resolve_precision, select_kernel
+from .dispatch import backend_name, current_precision, registry_generation, resolve_precision, select_kernel
 from .problem import ConvProblem
 from .tuning.autotuner import choose_config, config_forced
 from .validation import normalize_conv2d_args
@@ -52,7 +52,7 @@ def _plan_key(input, weight, bias, stride, padding, dilation, groups, backend, p
     key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
            weight.device, None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device),
            _hashable(stride), _hashable(padding), _hashable(dilation), groups,
-           backend if backend is not None else get_backend(), precision, current_precision(),
+           backend if backend is not None else backend_name(), precision, current_precision(),
            torch.backends.cudnn.allow_tf32, registry_generation())
     try:
         hash(key)
