@@ -55,11 +55,6 @@ def _median(row: dict, impl: str):
     return t["median_ms"] if t else None
 
 
-def _host_us(row: dict, impl: str):
-    t = row["impls"].get(impl, {}).get("timing")
-    return t.get("host_enqueue_us_median") if t else None
-
-
 def _kernel_str(row: dict, impl: str = "fastconv") -> str:
     ks = row["impls"].get(impl, {}).get("kernels") or []
     cells = (k.get("kernel", "?") + (f" {k['config']}" if k.get("config") else "") for k in ks)
@@ -79,7 +74,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the result table (shared by the terminal and BENCHMARKS.md)."""
     if report["timed"]:
         head = ["problem", "cuDNN ms", "fastconv ms", "speedup", "TFLOP/s", "GB/s", "% of peak", "bound",
-                "seed ms", "host us cuDNN/fastconv", "fastconv kernel", "rel. error"]
+                "seed ms", "fastconv kernel", "rel. error"]
         rows = []
         for r in report["results"]:
             roof = r["impls"].get("fastconv", {}).get("roofline") or {}
@@ -91,8 +86,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 _fmt(r.get("speedup_vs_cudnn"), ".2f") + "x", _fmt(roof.get("tflops"), ".1f"),
                 _fmt(roof.get("gbs"), ".0f"),
                 _fmt(100 * roof["fraction"] if roof.get("fraction") else None, ".1f"),
-                roof.get("limiter") or "-", _seed_cell(r),
-                _fmt(_host_us(r, "cudnn"), ".0f") + " / " + _fmt(_host_us(r, "fastconv"), ".0f"), _kernel_str(r),
+                roof.get("limiter") or "-", _seed_cell(r), _kernel_str(r),
                 _fmt(check.get("rel_error"), ".1e") + ("" if check.get("ok", True) else " WRONG"),
             ])
         return head, rows
@@ -134,9 +128,8 @@ def benchmarks_md(report: dict, chart: str | None) -> str:
         "defaults (TF32 allowed for float32); seed = the seed's direct kernel (`backend=\"direct\"`).",
         f"- Timing: {report['timing']}; median of interleaved rounds; the first call (compile, autotune) is "
         "excluded and recorded in the JSON.  Times are the device's: before each timed call the GPU spins "
-        "until the host has enqueued it, so host speed and jitter stay out; `host us` is what one call costs "
-        "the host (median enqueue time, Python dispatch included), the cost a latency-bound caller pays when "
-        "the GPU is idle.",
+        "until the host has enqueued it, so host speed and jitter stay out (the host's enqueue time per round "
+        "is in the JSON; `scripts/host_overhead.py` measures the host cost per call on its own).",
         "- % of peak = achieved TFLOP/s / min(compute peak, bandwidth x arithmetic intensity) (the roofline "
         "bound; `bound` says which limits).  Ceilings: "
         + "; ".join(f"{k} {v:.1f} TFLOP/s ({(ceil.get('sources') or {}).get(k, '?')})"
