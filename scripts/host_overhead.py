@@ -49,12 +49,12 @@ def main() -> int:
         x = torch.randn(p.input_shape, device="cuda")
         w = torch.randn(p.weight_shape, device="cuda")
         args = ((p.stride_h, p.stride_w), (p.pad_h, p.pad_w), (p.dil_h, p.dil_w), p.groups)
-        cudnn = host_us(lambda: F.conv2d(x, w, None, *args))
+        cudnn = host_us(lambda x=x, w=w, args=args: F.conv2d(x, w, None, *args))
         times = {}
         for fast in ("1", "0"):
             os.environ["FASTCONV_FAST_LAUNCH"] = fast
             functional._PLANS.clear()  # launchers read the switch when a plan builds them
-            times[fast] = host_us(lambda: fastconv.conv2d(x, w, None, *args))
+            times[fast] = host_us(lambda x=x, w=w, args=args: fastconv.conv2d(x, w, None, *args))
         os.environ.pop("FASTCONV_FAST_LAUNCH")
         functional._PLANS.clear()
         y = fastconv.conv2d(x, w, None, *args)

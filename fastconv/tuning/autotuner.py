@@ -154,13 +154,18 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
     if not timed or len(configs) == 1:
         return configs[0]
 
-    from triton.testing import do_bench
+    # Device time of each config, with the host kept ahead of the device (fastconv.bench.timing): with
+    # triton.testing.do_bench a 13 us problem measured its ~100 us of host dispatch instead, every config
+    # alike, and separate processes picked configs 27% apart (H100, gate A/A run, 2026-11-25).
+    from ..bench.timing import CudaEvents, measure
 
+    timer = CudaEvents(device)
     t0 = time.perf_counter()
     timings = []
     for cfg in configs:
         try:
-            ms = do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=20, return_mode="median")
+            ms = measure({"config": lambda cfg=cfg: run(cfg)}, timer, budget_s=0.02, min_rounds=10, max_rounds=50,
+                         warmup=2, first_call=False)["config"].median_ms
         except Exception as exc:  # a config that fails to compile or launch (out of resources) is skipped
             if "resources" not in str(exc).lower() and "shared memory" not in str(exc).lower():
                 raise
