@@ -609,3 +609,28 @@ def test_gate_absolute_floor_ignores_microsecond_jitter_of_latency_bound_problem
         cand = [b * 1.15 for b in base]
         d = decide_paired(base, cand, 0.05, blocks=[30, 30, 30], min_abs_ms=0.005)
         assert d.failed is should_fail, (base_ms, d)
+
+
+def test_the_tuner_picks_configs_by_device_time_even_when_the_host_dominates(monkeypatch, tmp_path):
+    # three configs of a ~15 us kernel behind ~100 us of host dispatch; the fastest on the device has the
+    # slowest host path.  Timed through the host (do_bench's way) the tuner would pick BLOCK=16.
+    from types import SimpleNamespace
+
+    from fastconv.tuning import autotuner
+    from fastconv.tuning.configs import KernelConfig
+
+    dev = QueueDevice()
+    monkeypatch.setattr(timing, "CudaEvents", lambda device: dev)
+    monkeypatch.setattr(autotuner, "cache_path", lambda device: tmp_path / "tuning.json")
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
+    cost = {16: (0.080, 0.016), 32: (0.120, 0.013), 64: (0.100, 0.020)}  # BLOCK: (host ms, device ms)
+    configs = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK=b) for b in cost]
+    kernel = SimpleNamespace(name="simulated", configs=lambda p, precision: configs)
+    run = lambda cfg: dev.call(*cost[cfg["BLOCK"]])()
+    problem = ConvProblem.make(1, 64, 64, 14, 14, 3, padding=1)
+    best = autotuner.choose_config(kernel, problem, "tf32", "nchw", run, torch.device("cuda", 0))
+    assert best["BLOCK"] == 32
+    dev2 = QueueDevice()
+    host_bound = {b: timing.measure({"c": lambda b=b: dev2.call(*cost[b])()}, dev2, rounds=10, hold=False)["c"]
+                  for b in cost}
+    assert min(host_bound, key=lambda b: host_bound[b].median_ms) == 16  # what a host-bound timer picks
