@@ -429,8 +429,11 @@ def test_gate_fails_a_planted_off_by_one_and_passes_a_clean_copy(tmp_path):
     last = out.strip().splitlines()[-1]
     assert last.startswith("gate: FAIL (correctness)") and "relative error" in last
     assert json.loads((tmp_path / "g.json").read_text())["status"] == gate.EXIT_WRONG
-    rc, out = cli("gate", "--against", str(clean))
+    rc, out = cli("gate", "--against", str(clean), "--json", str(tmp_path / "clean.json"))
     assert rc == gate.EXIT_PASS and "NOT TIMED" in out, out
+    problems = json.loads((tmp_path / "clean.json").read_text())["problems"]
+    assert all(p["candidate_kernels"] and p["candidate_kernels"] == p["baseline_kernels"] for p in problems)
+    assert "DIFFER" not in out and " same " in out  # the configs column: both sides ran the same configs
     rc, out = cli("gate", "--against", "no-such-ref-xyz")
     assert rc == gate.EXIT_USAGE and "neither a directory" in out
 
