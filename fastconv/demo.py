@@ -28,8 +28,10 @@ SMALL_PROBLEM = SEED_PROBLEM.replace(batch=1, c_in=8, c_out=16, h=12, w=20)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .dispatch import FLOAT32_PRECISIONS
+
     parser.add_argument("--small", action="store_true", help="the shrunk problem even on a GPU")
-    parser.add_argument("--precision", default=None, choices=["tf32", "ieee", "tf32x3"],
+    parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
                         help="fastconv's float32 precision (default: torch's allow_tf32 setting)")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's direct kernel (115 ms on a GPU)")
 

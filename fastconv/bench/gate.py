@@ -390,6 +390,9 @@ def _autotune(enabled: bool):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..dispatch import FLOAT32_PRECISIONS
+    from .problems import DTYPES, LAYOUTS
+
     parser.add_argument("--against", required=True, metavar="REF|RUN.json",
                         help="baseline: a git ref, a package directory, or a saved run (bench/gate/pytest-"
                              "benchmark JSON)")
@@ -405,9 +408,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "configs a few us apart on a 13 us problem (see the configs column)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per repeat (default 30)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats (blocks of rounds, default 3)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--layout", default="nchw", choices=["nchw", "nhwc"])
-    parser.add_argument("--precision", default=None, choices=["tf32", "ieee", "tf32x3"])
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    parser.add_argument("--layout", default="nchw", choices=list(LAYOUTS))
+    parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS))
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
 
 

@@ -44,15 +44,18 @@ def device_clock() -> float:
 # Options, parametrisation, markers
 # ----------------------------------------------------------------------------------------------------------
 def pytest_addoption(parser):
+    from ..dispatch import FLOAT32_PRECISIONS
+    from .problems import DTYPES, LAYOUTS
+
     group = parser.getgroup("fastconv-bench", "fastconv GPU benchmarks")
     group.addoption("--bench-quick", action="store_true", default=False,
                     help="benchmark only the quick subset of the catalogue")
     group.addoption("--bench-problems", default=None, metavar="NAMES",
                     help="comma-separated problem names or groups (kernelbench, resnet50, latency, quick, "
                          "gate)")
-    group.addoption("--bench-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    group.addoption("--bench-layout", default="nchw", choices=["nchw", "nhwc"])
-    group.addoption("--bench-precision", default=None, choices=["tf32", "ieee", "tf32x3"],
+    group.addoption("--bench-dtype", default="float32", choices=list(DTYPES))
+    group.addoption("--bench-layout", default="nchw", choices=list(LAYOUTS))
+    group.addoption("--bench-precision", default=None, choices=list(FLOAT32_PRECISIONS),
                     help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
 
 
@@ -204,7 +207,7 @@ class GpuBenchmark:
         info = self.extra_info
         info.update(timed=True, timing=backend.describe(), rounds=t["fn"].rounds,
                     first_call_s=t["fn"].first_call_s, median_ms=t["fn"].median_ms,
-                    host_enqueue_us_median=t["fn"].summary()["host_enqueue_us_median"], hold_us=t["fn"].hold_us)
+                    host_enqueue_us_median=t["fn"].host_us_median, hold_us=t["fn"].hold_us)
         if reference is not None:
             info["reference_median_ms"] = t["reference"].median_ms
             info["speedup_vs_reference"] = t["reference"].median_ms / t["fn"].median_ms
@@ -266,7 +269,7 @@ def conv_bench(gpu_benchmark, request):
         t = r.timing
         info.update(timed=True, timing=backend.describe(), kernels=r.kernels, rounds=t.rounds,
                     median_ms=t.median_ms, first_call_s=t.first_call_s, precision_class=res.pclass,
-                    host_enqueue_us_median=t.summary()["host_enqueue_us_median"], hold_us=t.hold_us,
+                    host_enqueue_us_median=t.host_us_median, hold_us=t.hold_us,
                     ceiling_source=ceilings.source(res.pclass) if ceilings else None,
                     rel_error=r.check.error, tolerance=r.check.tol, **(r.roof or {}))
         if impl != "cudnn":

@@ -27,13 +27,16 @@ __all__ = ["configure", "run", "format_table", "benchmarks_md"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..dispatch import FLOAT32_PRECISIONS
+    from .problems import DTYPES, LAYOUTS
+
     parser.add_argument("--quick", action="store_true", help="only the quick subset")
     parser.add_argument("--problems", default=None,
                         help="comma-separated names or groups: kernelbench, resnet50, latency, quick, gate, "
                              "all")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--layout", default="nchw", choices=["nchw", "nhwc"])
-    parser.add_argument("--precision", default=None, choices=["tf32", "ieee", "tf32x3"],
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    parser.add_argument("--layout", default="nchw", choices=list(LAYOUTS))
+    parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
                         help="float32 arithmetic (default: PyTorch's default flags, i.e. tf32)")
     parser.add_argument("--no-seed", action="store_true", help="do not run the seed's direct kernel")
     parser.add_argument("--budget", type=float, default=1.0, metavar="S",

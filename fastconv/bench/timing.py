@@ -174,13 +174,17 @@ class Timing:
         return self.q3_ms - self.q1_ms
 
     @property
+    def host_us_median(self) -> float | None:
+        return statistics.median(self.host_us) if self.host_us else None
+
+    @property
     def min_ms(self) -> float:
         return min(self.times_ms) if self.times_ms else math.nan
 
     def summary(self) -> dict:
         return {"median_ms": self.median_ms, "q1_ms": self.q1_ms, "q3_ms": self.q3_ms, "min_ms": self.min_ms,
                 "rounds": self.rounds, "first_call_s": self.first_call_s,
-                "host_enqueue_us_median": statistics.median(self.host_us) if self.host_us else None,
+                "host_enqueue_us_median": self.host_us_median,
                 "hold_us": self.hold_us,
                 "times_ms": list(self.times_ms)}
 
@@ -224,31 +228,37 @@ def measure(
             out[k].first_call_s = time.perf_counter() - t0
     # -- warm-up: an estimate of one round for the budget, and each callable's host enqueue time -----------
     est = 0.0
-    warm = Timing("warm-up")
-    warm_host = {k: [] for k in labels}
+    warm_host: dict[str, list[float]] = {k: [] for k in labels}
     for _ in range(max(1, warmup)):
-        times = _one_round(fns, labels, backend, flush, out={k: warm for k in labels}, host=warm_host)
-        est = sum(times.values())
+        res = _one_round(fns, labels, backend, flush, holds={})
+        est = sum(ms for ms, _ in res.values())
+        for k, (_, host_us) in res.items():
+            warm_host[k].append(host_us)
     if hold:
         for k in labels:
             out[k].hold_us = hold_for(warm_host[k])
+    holds = {k: out[k].hold_us for k in labels}
     if rounds is None:
         rounds = rounds_for_budget(est, budget_s, min_rounds, max_rounds)
     # -- timed rounds, alternating order -------------------------------------------------------------------
     for i in range(rounds):
         order = labels if i % 2 == 0 else labels[::-1]
-        times = _one_round(fns, order, backend, flush, out=out)
+        res = _one_round(fns, order, backend, flush, holds)
+        for k, (ms, host_us) in res.items():
+            out[k].times_ms.append(ms)
+            out[k].host_us.append(host_us)
         if on_round is not None:
-            on_round(i, times)
+            on_round(i, {k: ms for k, (ms, _) in res.items()})
     return out
 
 
-def _one_round(fns, order, backend: TimingBackend, flush: bool, out: dict[str, Timing],
-               host: dict[str, list[float]] | None = None) -> dict[str, float]:
+def _one_round(fns, order, backend: TimingBackend, flush: bool, holds: dict[str, float]
+               ) -> dict[str, tuple[float, float]]:
+    """One call of each callable in ``order``: ``{label: (device ms, host enqueue us)}``."""
     marks = []
     for k in order:
-        if out[k].hold_us > 0:
-            backend.hold(out[k].hold_us)  # the device waits here while the host enqueues the call below
+        if holds.get(k, 0.0) > 0:
+            backend.hold(holds[k])  # the device waits here while the host enqueues the call below
         if flush:
             backend.flush_l2()
         h0 = backend.host_clock()
@@ -257,13 +267,4 @@ def _one_round(fns, order, backend: TimingBackend, flush: bool, out: dict[str, T
         end = backend.marker()
         marks.append((k, start, end, (backend.host_clock() - h0) * 1e6))
     backend.synchronize()
-    times = {}
-    for k, start, end, host_us in marks:
-        ms = backend.elapsed_ms(start, end)
-        times[k] = ms
-        if host is not None:
-            host[k].append(host_us)
-        else:
-            out[k].times_ms.append(ms)
-            out[k].host_us.append(host_us)
-    return times
+    return {k: (backend.elapsed_ms(start, end), host_us) for k, start, end, host_us in marks}

@@ -11,7 +11,7 @@ import torch
 from ..problem import ConvProblem
 from ..tuning.configs import KernelConfig
 
-__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "registry_generation", "static_variant",
+__all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "static_variant",
            "meta_tensor"]
 
 
@@ -46,8 +46,8 @@ class ConvKernel:
       computes ``out`` (already allocated with torch's shape and memory format) from ``x`` ``(N, C, H, W)``;
       built once per plan (:mod:`fastconv.functional`), it binds everything the problem fixes so a repeated
       call pays little more than the launch itself (:class:`fastconv.kernels.launch.FastLaunch`);
-    - ``launch(x, weight, bias, problem, precision, out, config)``: one call, through a fresh launcher unless
-      given (for the tuner, which tries each config once);
+    - ``launch(x, weight, bias, problem, precision, out, config)`` (and calling the kernel): one call through
+      a fresh launcher (the tuner's way: it runs each config a few times, once per plan);
     - ``static_variants()``: the compilation units the static gate checks (all shipped configs).
     """
 
@@ -77,7 +77,7 @@ class ConvKernel:
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, problem: ConvProblem,
                  precision: str, out: torch.Tensor, config: KernelConfig) -> torch.Tensor:
-        self.launcher(problem, precision, config)(x, weight, bias, out)
+        self.launch(x, weight, bias, problem, precision, out, config)
         return out
 
 
@@ -115,12 +115,9 @@ def static_variant(kernel: str, fn, args: dict[str, Any], config: KernelConfig, 
 REGISTRY: dict[str, ConvKernel] = {}
 
 
+# Bumped by every :func:`register`: memoised plans made before a (re-)registration are stale.  Read through
+# fastconv.dispatch.registry_generation (which imports no kernel until it has to).
 _GENERATION = [0]
-
-
-def registry_generation() -> int:
-    """Bumped by every :func:`register`: memoised kernel choices made before a (re-)registration are stale."""
-    return _GENERATION[0]
 
 
 def register(kernel: ConvKernel) -> ConvKernel:

@@ -19,8 +19,7 @@ import triton.language as tl
 from ..validation import interpreter_enabled
 from .launch import FastLaunch, cdiv, next_pow2
 
-__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "prepare_nhwc", "packed_weight", "PACK_CACHE",
-           "dot_upcast"]
+__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "packed_weight", "PACK_CACHE", "dot_upcast"]
 
 
 @triton.jit
@@ -79,16 +78,18 @@ def nhwc_prepare_kernel(
 
 
 class NhwcPass:
-    """``x`` ``(N, C, H, W)`` -> a channels_last tensor, rounded to TF32 if asked: one launch site per plan.
+    """``x`` ``(N, C, H, W)`` -> a channels_last tensor, rounded to TF32 if asked: one launch site per plan
+    (a plan fixes ``x``'s shape and strides, so the grid and every integer argument).
 
     No copy when ``x`` already is channels_last-contiguous and no rounding is needed.
     """
 
-    __slots__ = ("round_to_tf32", "_site")
+    __slots__ = ("round_to_tf32", "_site", "_blocks")
 
     def __init__(self, round_to_tf32: bool):
         self.round_to_tf32 = round_to_tf32
         self._site: FastLaunch | None = None
+        self._blocks: tuple[int, int] = (0, 0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.round_to_tf32 and x.is_contiguous(memory_format=torch.channels_last):
@@ -97,21 +98,22 @@ class NhwcPass:
         y = torch.empty((n, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
         if y.numel() == 0:
             return y
-        sn, sc, sh, sw = x.stride()
-        block_c = min(64, next_pow2(c))
-        block_p = 64 if block_c >= 32 else 128
-        if self._site is None:  # a plan fixes x's shape and strides, so the grid too
+        if self._site is None:
+            block_c = min(64, next_pow2(c))
+            block_p = 64 if block_c >= 32 else 128
+            self._blocks = (block_p, block_c)
             grid = (cdiv(h * w, block_p), cdiv(c, block_c), n)
             self._site = FastLaunch(nhwc_prepare_kernel, grid, ("x_ptr", "y_ptr"), num_warps=4)
-        self._site((x, y), lambda: dict(
-            x_ptr=x, y_ptr=y, C=c, HW=h * w, W=w, stride_xn=sn, stride_xc=sc, stride_xh=sh, stride_xw=sw,
-            FLAT_HW=sh == w * sw, ROUND_TF32=self.round_to_tf32, BLOCK_P=block_p, BLOCK_C=block_c))
+        self._site((x, y), lambda: self._args(x, y))
         return y
 
-
-def prepare_nhwc(x: torch.Tensor, round_to_tf32: bool) -> torch.Tensor:
-    """Return ``x`` ``(N, C, H, W)`` as a channels_last tensor, rounded to TF32 if asked (one call)."""
-    return NhwcPass(round_to_tf32)(x)
+    def _args(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        _, c, h, w = x.shape
+        sn, sc, sh, sw = x.stride()
+        block_p, block_c = self._blocks
+        return dict(x_ptr=x, y_ptr=y, C=c, HW=h * w, W=w, stride_xn=sn, stride_xc=sc, stride_xh=sh,
+                    stride_xw=sw, FLAT_HW=sh == w * sw, ROUND_TF32=self.round_to_tf32, BLOCK_P=block_p,
+                    BLOCK_C=block_c)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -154,9 +154,10 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
     if not timed or len(configs) == 1:
         return configs[0]
 
-    # Device time of each config, with the host kept ahead of the device (fastconv.bench.timing): with
-    # triton.testing.do_bench a 13 us problem measured its ~100 us of host dispatch instead, every config
-    # alike, and separate processes picked configs 27% apart (H100, gate A/A run, 2026-11-25).
+    # Device time of each config, with the host kept ahead of the device (fastconv.bench.timing).
+    # triton.testing.do_bench records its start event right after an L2 clear and then calls, so a call whose
+    # host dispatch outlasts the clear is timed partly on the host; on a 13 us problem two processes picked
+    # configs 27% apart (H100 gate run, 2026-11-25; see NOTES.md).
     from ..bench.timing import CudaEvents, measure
 
     timer = CudaEvents(device)
