@@ -20,7 +20,7 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") is None:
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
-pytest_plugins = ["fastconv.testing.pytest_plugin", "fastconv.bench.pytest_plugin"]
+pytest_plugins = ["fastconv.testing.pytest_conv", "fastconv.bench.pytest_bench"]
 
 _common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
 settings.register_profile("dev", max_examples=12, **_common)
@@ -31,12 +31,29 @@ settings.register_profile("nightly", max_examples=3000, print_blob=True,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
+def _tf32_flags() -> tuple:
+    """torch's TF32 settings, under both flag APIs (reading the legacy ``allow_tf32`` raises once a test mixed
+    them, so the newer tree is read where it exists)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return ("tree", conv.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.fp32_precision,
+                torch.backends.cuda.matmul.fp32_precision)
+    return ("legacy", torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+
+def _set_tf32_flags(flags: tuple) -> None:
+    if flags[0] == "tree":
+        (torch.backends.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+         torch.backends.cuda.matmul.fp32_precision) = flags[3], flags[2], flags[1], flags[4]
+    else:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags[1:]
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_global_state():
     """Tests may flip TF32/cuDNN/determinism flags or reseed: put everything back afterwards."""
+    tf32 = _tf32_flags()
     flags = (
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cuda.matmul.allow_tf32,
         torch.backends.cudnn.benchmark,
         torch.backends.cudnn.deterministic,
         torch.are_deterministic_algorithms_enabled(),
@@ -46,9 +63,9 @@ def _restore_torch_global_state():
     try:
         yield
     finally:
-        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark,
-         torch.backends.cudnn.deterministic) = flags[:4]
-        torch.use_deterministic_algorithms(flags[4])
+        _set_tf32_flags(tf32)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = flags[:2]
+        torch.use_deterministic_algorithms(flags[2])
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)

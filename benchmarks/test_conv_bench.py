@@ -1,6 +1,6 @@
 """Benchmarks of fastconv against cuDNN and the seed's ``direct`` kernel, one group per problem.
 
-On a GPU every case is timed with CUDA events (see :mod:`fastconv.bench.pytest_plugin`) and checked against
+On a GPU every case is timed with CUDA events (see :mod:`fastconv.bench.pytest_bench`) and checked against
 the fp64 reference.  Without a GPU the same tests run the tiny ``SMOKE`` problems once in Triton's
 interpreter as a correctness smoke test, NOT timed.
 

@@ -1,17 +1,20 @@
 """fastconv: a fast Triton conv2d, and the framework that proves it right and keeps it fast.
 
-Public API: :func:`conv2d` (``torch.nn.functional.conv2d`` semantics), :class:`Conv2d` (a drop-in for
-``torch.nn.Conv2d``), :class:`ModelNew` (KernelBench's interface), :func:`use_backend` (kernel and precision
-selection), :class:`ConvProblem`.  Testing helpers live in :mod:`fastconv.testing`, benchmarking in
-:mod:`fastconv.bench`, the static resource gate in :mod:`fastconv.static`, the CLI in :mod:`fastconv.cli`.
+Public API: :func:`conv2d` (``torch.nn.functional.conv2d`` semantics), :func:`plan` (what a call runs),
+:class:`Conv2d` (a drop-in for ``torch.nn.Conv2d``), :class:`ModelNew` (KernelBench's interface),
+:func:`use_backend` (kernel and precision selection), :func:`resolve_precision`, :class:`ConvProblem`.
+Testing helpers live in :mod:`fastconv.testing`, benchmarking in :mod:`fastconv.bench`, the static resource
+gate in :mod:`fastconv.static`, the CLI in :mod:`fastconv.cli`.  The layers, lowest first, are declared in
+``pyproject.toml`` (``[tool.fastconv.layers]``) and checked by ``tests/test_architecture.py``.
 """
 
-from .dispatch import available_backends, get_backend, resolve_precision, use_backend
-from .functional import conv2d
+from .dispatch import available_backends, get_backend, use_backend
+from .functional import ConvPlan, conv2d, plan
 from .modules import Conv2d, ModelNew
+from .precision import FLOAT32_PRECISIONS, Precision, resolve_precision
 from .problem import ConvProblem, conv_output_size
 
 __version__ = "0.1.0"
 
-__all__ = ["conv2d", "Conv2d", "ModelNew", "use_backend", "get_backend", "available_backends",
-           "resolve_precision", "ConvProblem", "conv_output_size", "__version__"]
+__all__ = ["conv2d", "plan", "ConvPlan", "Conv2d", "ModelNew", "use_backend", "get_backend", "available_backends",
+           "resolve_precision", "Precision", "FLOAT32_PRECISIONS", "ConvProblem", "conv_output_size", "__version__"]

@@ -5,33 +5,25 @@ Commands (each implemented beside the code it drives, and imported only when use
 - ``demo``: the main job.  On a GPU: the seed's problem (KernelBench level-1 #80) against cuDNN and the seed's
   ``direct`` kernel.  Without a GPU: a small problem in Triton's interpreter, compared with ``F.conv2d``.
 - ``bench``: the benchmark table, JSON and chart (:mod:`fastconv.bench.runner`).
-- ``gate``: the A/B performance and correctness gate for CI (:mod:`fastconv.bench.gate`).
-- ``inspect``: the static resource table of every kernel config per target GPU (:mod:`fastconv.static`).
+- ``gate``: the A/B performance and correctness gate for CI (:mod:`fastconv.bench.perf_gate`).
+- ``inspect``: the static resource gate: every kernel config per target GPU (:mod:`fastconv.static`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from .env import ensure_interpreter_if_no_gpu
 
 # command -> module that provides configure(parser) and run(args) -> int
 COMMANDS = {
     "demo": ("fastconv.demo", "run a problem against torch (the main job)"),
     "bench": ("fastconv.bench.runner", "benchmark fastconv against cuDNN and the seed"),
-    "gate": ("fastconv.bench.gate", "A/B performance + correctness gate against a baseline"),
-    "inspect": ("fastconv.static.inspect", "registers/spills/shared memory/occupancy of every kernel config"),
+    "gate": ("fastconv.bench.perf_gate.cli", "A/B performance + correctness gate against a baseline"),
+    "inspect": ("fastconv.static.inspect_cli", "registers/spills/shared memory/occupancy of every kernel config"),
 }
-
-
-def _ensure_interpreter_if_no_gpu() -> None:
-    """Without a GPU, kernels run in Triton's interpreter, which must be on before kernels are imported."""
-    if os.environ.get("TRITON_INTERPRET") is None:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["TRITON_INTERPRET"] = "1"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in COMMANDS:
         # the interpreter decision comes before the command's module (and so any kernel) is imported
-        _ensure_interpreter_if_no_gpu()
+        ensure_interpreter_if_no_gpu()
         mod = importlib.import_module(COMMANDS[command][0])
         mod.configure(parsers[command])
     args = parser.parse_args(argv)

@@ -20,26 +20,26 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import ModelNew, conv2d
 from .bench.problems import get
-from .validation import interpreter_enabled
+from .env import interpreter_enabled
+from .precision import FLOAT32_PRECISIONS, resolve_precision
+from .testing import check_conv, error_model, reference_conv2d
+from .tuning.timing import CudaEvents, measure
 
 SEED_PROBLEM = get("kb80").stages[0]  # from the benchmark catalogue
 SMALL_PROBLEM = SEED_PROBLEM.replace(batch=1, c_in=8, c_out=16, h=12, w=20)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .dispatch import FLOAT32_PRECISIONS
 
     parser.add_argument("--small", action="store_true", help="the shrunk problem even on a GPU")
     parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
-                        help="fastconv's float32 precision (default: torch's allow_tf32 setting)")
+                        help="fastconv's float32 precision (default: what torch computes on the device)")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's direct kernel (115 ms on a GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import ModelNew, conv2d
-    from .testing import check_conv, error_model, reference_conv2d
-
     gpu = torch.cuda.is_available() and not interpreter_enabled()
     p = SMALL_PROBLEM if (args.small or not gpu) else SEED_PROBLEM
     device = "cuda" if gpu else "cpu"
@@ -58,12 +58,11 @@ def run(args: argparse.Namespace) -> int:
     conv_args = ((p.stride_h, p.stride_w), (p.pad_h, p.pad_w), (p.dil_h, p.dil_w), p.groups)
 
     ref = reference_conv2d(x[:1], w, None, *conv_args)  # one sample: enough to judge, cheap in fp64
-    fp32_mode = "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    torch_mode = resolve_precision("float32", None, device)  # what F.conv2d computes on this device
     impls = [
-        ("cuDNN (F.conv2d)" if gpu else "torch (F.conv2d)", lambda: F.conv2d(x, w, None, *conv_args),
-         fp32_mode if gpu else "ieee"),
+        ("cuDNN (F.conv2d)" if gpu else "torch (F.conv2d)", lambda: F.conv2d(x, w, None, *conv_args), torch_mode),
         ("fastconv", lambda: conv2d(x, w, None, *conv_args, precision=args.precision),
-         args.precision or fp32_mode),
+         resolve_precision("float32", args.precision, device)),
     ]
     if not args.no_seed:
         impls.append(("seed (direct)", lambda: conv2d(x, w, None, *conv_args, backend="direct"), "ieee"))
@@ -71,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     rows, ok = [], True
     timings = {}
     if gpu:  # interleaved rounds, CUDA events, L2 flushed, first call apart: the bench's own timing
-        from .bench.timing import CudaEvents, measure
 
         with torch.no_grad():
             timings = measure({name: fn for name, fn, _ in impls}, CudaEvents(x.device), rounds=20)

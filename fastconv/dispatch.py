@@ -1,16 +1,9 @@
-"""Backend and precision selection.
+"""Backend selection: which kernel runs a problem.
 
 ``backend`` names a kernel of :mod:`fastconv.kernels` (``"direct"`` is the seed's baseline) or ``"auto"``
-(the fastest kernel that supports the problem).  ``precision`` applies to float32 inputs:
-
-- ``"tf32"``: tensor cores with operands rounded to TF32 (round to nearest, as cuDNN does);
-- ``"ieee"``: exact float32 products (no tensor cores);
-- ``"tf32x3"``: three TF32 products that recover near-float32 accuracy on tensor cores.
-
-The default follows torch: ``"tf32"`` when ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default),
-``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path (``"native"``).
-Both can be set per call (keywords of :func:`fastconv.conv2d`), for a block of code
-(:func:`use_backend`), or for a process (``FASTCONV_BACKEND``).
+(the first kernel of :data:`AUTO_ORDER` that supports the problem).  It can be set per call (the ``backend``
+keyword of :func:`fastconv.conv2d`), for a block of code (:func:`use_backend`, which can also set the float32
+precision, see :mod:`fastconv.precision`), or for a process (``FASTCONV_BACKEND``).
 """
 
 from __future__ import annotations
@@ -20,43 +13,32 @@ import contextvars
 import os
 from typing import TYPE_CHECKING
 
-import torch
-
+from .kernels import registry
+from .kernels.base import _GENERATION
+from .precision import precision_override
 from .problem import ConvProblem
 
 if TYPE_CHECKING:
     from .kernels import ConvKernel
 
-__all__ = ["use_backend", "get_backend", "resolve_precision", "select_kernel", "available_backends",
-           "FLOAT32_PRECISIONS", "AUTO_ORDER"]
+__all__ = ["use_backend", "get_backend", "backend_name", "select_kernel", "available_backends", "AUTO_ORDER",
+           "registry_generation"]
 
-FLOAT32_PRECISIONS = ("tf32", "ieee", "tf32x3")
 # Priority of "auto": the first kernel whose supports() accepts the problem is used.
 AUTO_ORDER = ("depthwise", "pointwise", "igemm", "direct")
 
 _backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_backend", default=None)
-_precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastconv_precision", default=None)
 
 
 def _registry() -> dict:
-    """The kernel registry, imported on first use: Triton decides between compiling and interpreting when a
-    kernel is defined, so ``import fastconv`` defines none and ``TRITON_INTERPRET`` can still be set after it
-    (the CLI does so on machines without a GPU)."""
-    from .kernels import REGISTRY
-
-    return REGISTRY
-
-
-_GENERATION: list[int] | None = None
+    """The kernel registry; its kernel modules are imported on first use (:func:`fastconv.kernels.registry`), so
+    ``import fastconv`` defines no kernel and ``TRITON_INTERPRET`` can still be set after it."""
+    return registry()
 
 
 def registry_generation() -> int:
-    """Bumped by every kernel registration (memoised plans made before it are stale); imports on first use."""
+    """Bumped by every kernel registration (memoised plans made before it are stale)."""
     global _GENERATION
-    if _GENERATION is None:
-        from .kernels.base import _GENERATION as generation
-
-        _GENERATION = generation
     return _GENERATION[0]
 
 
@@ -68,12 +50,6 @@ def _check_backend(name: str) -> str:
     if name not in available_backends():
         raise ValueError(f"fastconv: unknown backend {name!r}; choose one of {available_backends()}")
     return name
-
-
-def _check_precision(precision: str | None) -> str | None:
-    if precision is not None and precision not in (*FLOAT32_PRECISIONS, "native"):
-        raise ValueError(f"fastconv: unknown precision {precision!r}; choose one of {FLOAT32_PRECISIONS} or None")
-    return precision
 
 
 def backend_name() -> str:
@@ -94,36 +70,13 @@ def use_backend(backend: str | None = None, *, precision: str | None = None):
     >>> with fastconv.use_backend("direct"):
     ...     y = fastconv.conv2d(x, w)
     """
-    tokens = []
-    if backend is not None:
-        tokens.append((_backend, _backend.set(_check_backend(backend))))
-    if precision is not None:
-        tokens.append((_precision, _precision.set(_check_precision(precision))))
+    token = _backend.set(_check_backend(backend)) if backend is not None else None
     try:
-        yield
+        with precision_override(precision):
+            yield
     finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
-
-
-def current_precision() -> str | None:
-    """The precision set by the innermost :func:`use_backend`, if any."""
-    return _precision.get()
-
-
-def resolve_precision(dtype: str, precision: str | None) -> str:
-    """The arithmetic a call uses: one of ``FLOAT32_PRECISIONS`` for float32, ``"native"`` for half types."""
-    precision = _check_precision(precision if precision is not None else _precision.get())
-    if dtype != "float32":
-        if precision not in (None, "native"):
-            raise ValueError(f"fastconv: precision={precision!r} applies to float32 inputs only, got {dtype} input")
-        return "native"
-    if precision is None:
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
-    if precision == "native":
-        raise ValueError("fastconv: precision='native' is for float16/bfloat16 inputs; float32 takes "
-                         f"one of {FLOAT32_PRECISIONS}")
-    return precision
+        if token is not None:
+            _backend.reset(token)
 
 
 def select_kernel(problem: ConvProblem, precision: str, backend: str | None = None) -> ConvKernel:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
+from .vocab import DTYPES
 
-__all__ = ["ConvProblem", "conv_output_size", "same_padding", "DTYPE_NAMES"]
-
-DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+__all__ = ["ConvProblem", "conv_output_size", "same_padding"]
 
 
 def conv_output_size(in_size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
@@ -144,7 +142,7 @@ class ConvProblem:
 
     @property
     def element_size(self) -> int:
-        return 4 if self.dtype == "float32" else 2
+        return DTYPES[self.dtype].itemsize
 
     @property
     def min_bytes(self) -> int:

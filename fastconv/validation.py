@@ -9,21 +9,15 @@ dtypes raise ``NotImplementedError`` (a ``RuntimeError``, as torch's own "not im
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Sequence
 
 import torch
 
-from .problem import DTYPE_NAMES, ConvProblem, same_padding
+from .env import interpreter_enabled
+from .problem import ConvProblem, same_padding
+from .vocab import DTYPES, dtype_info
 
-__all__ = ["normalize_conv2d_args", "output_channels_last", "interpreter_enabled", "SUPPORTED_DTYPES"]
-
-SUPPORTED_DTYPES = tuple(DTYPE_NAMES)
-
-
-def interpreter_enabled() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+__all__ = ["normalize_conv2d_args", "output_channels_last"]
 
 
 def _as_int(v) -> int | None:
@@ -109,9 +103,9 @@ def normalize_conv2d_args(
     x = input.unsqueeze(0) if unbatched else input
 
     # --- dtypes and devices -------------------------------------------------------------------------
-    if input.dtype not in SUPPORTED_DTYPES:
+    if dtype_info(input.dtype) is None:
         raise NotImplementedError(
-            f"fastconv.conv2d: input dtype {input.dtype} is not supported (float32, float16 and bfloat16 are)"
+            f"fastconv.conv2d: input dtype {input.dtype} is not supported ({', '.join(DTYPES)} are)"
         )
     if weight.dtype != input.dtype:
         raise RuntimeError(
@@ -199,7 +193,7 @@ def normalize_conv2d_args(
     problem = ConvProblem(
         batch=n, c_in=c_in, h=h, w=w, c_out=c_out, kh=kh, kw=kw,
         stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw, pad_h_end=ph_end, pad_w_end=pw_end,
-        dil_h=dh, dil_w=dw, groups=groups, dtype=DTYPE_NAMES[input.dtype], has_bias=bias is not None,
+        dil_h=dh, dil_w=dw, groups=groups, dtype=dtype_info(input.dtype).name, has_bias=bias is not None,
         channels_last=output_channels_last(x, weight),
     )
     return x, unbatched, problem

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import fastconv
-from fastconv.dispatch import resolve_precision
 from fastconv.kernels import REGISTRY
+from fastconv.precision import resolve_precision
 from fastconv.problem import ConvProblem
 from fastconv.testing import ConvCase, ConvReference, ErrorModel, error_model, reference_conv2d
 
@@ -26,7 +26,7 @@ def reference(case: ConvCase, x, w, b, **changes) -> ConvReference:
 
 
 def model(case: ConvCase, precision: str | None) -> ErrorModel:
-    return error_model(case.geometry.dtype, precision)
+    return error_model(case.geometry.dtype, precision, DEVICE)
 
 
 def context(backend: str, case: ConvCase, precision: str | None) -> dict:
@@ -40,7 +40,7 @@ def backends_supporting(*probes: ConvProblem) -> tuple[str, ...]:
     e.g. strides is run only for the backends that take strided problems at all."""
     def ok(name: str) -> bool:
         return name == "auto" or any(
-            REGISTRY[name].supports(p, resolve_precision(p.dtype, None)) for p in probes)
+            REGISTRY[name].supports(p, resolve_precision(p.dtype, None, DEVICE)) for p in probes)
 
     return tuple(name for name in BACKENDS if ok(name))
 

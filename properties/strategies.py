@@ -27,6 +27,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from fastconv import vocab
+from fastconv.precision import precisions_of, resolve_precision
 from fastconv.problem import ConvProblem
 from fastconv.testing.cases import DISTRIBUTIONS, LAYOUTS, SIGNS, WEIGHT_LAYOUTS, ConvCase, same_padding
 
@@ -35,7 +37,9 @@ __all__ = ["ShapeLimits", "Budget", "PROFILE_BUDGETS", "budget_for", "EXAMPLE_CA
            "BACKEND_HINTS", "supported", "backend_cases",
            "InvalidCall", "INVALID_KINDS", "invalid_conv_problems", "DTYPES", "PADDING_MODES", "GROUP_MODES"]
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = tuple(vocab.DTYPES)
+# where kernels run in this session: precision defaults depend on the device (exact float32 on the CPU)
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 PADDING_MODES = ("explicit", "valid", "same")
 GROUP_MODES = ("plain", "grouped", "depthwise")
 
@@ -381,11 +385,7 @@ def conv_problems(
 
 def precisions(dtype: str) -> st.SearchStrategy[str | None]:
     """The ``precision`` argument to pass with a ``dtype`` input: None (the default) or an explicit mode."""
-    from fastconv.dispatch import FLOAT32_PRECISIONS
-
-    if dtype == "float32":
-        return st.sampled_from((None, *FLOAT32_PRECISIONS))
-    return st.sampled_from((None, "native"))
+    return st.sampled_from((None, *precisions_of(dtype)))
 
 
 # Shapes that backends with narrow support accept.  They only raise the acceptance rate of the filter in
@@ -399,12 +399,11 @@ BACKEND_HINTS: dict[str, dict] = {
 
 def supported(backend: str, case: ConvCase, precision: str | None) -> bool:
     """Whether ``backend`` (a registry name or ``"auto"``) computes ``case`` in ``precision``."""
-    from fastconv.dispatch import resolve_precision
     from fastconv.kernels import REGISTRY
 
     if backend == "auto":
         return True
-    return REGISTRY[backend].supports(case.problem, resolve_precision(case.geometry.dtype, precision))
+    return REGISTRY[backend].supports(case.problem, resolve_precision(case.geometry.dtype, precision, DEVICE))
 
 
 def backend_cases(backend: str, *, limits: dict | None = None,
@@ -480,8 +479,8 @@ INVALID_KINDS = (
 @st.composite
 def _invalid(draw, kinds: tuple[str, ...]) -> InvalidCall:
     small = ShapeLimits(max_batch=2, max_groups=3, max_channels=3, max_kernel=3, max_spatial=6, max_padding=2)
-    case = draw(conv_problems(max_elements=2_000, max_flops=100_000, limits=small, layouts=("contiguous",),
-                              weight_layouts=("contiguous",), allow_unbatched=False, padding_modes=("explicit",)))
+    case = draw(conv_problems(max_elements=2_000, max_flops=100_000, limits=small, layouts=("nchw",),
+                              weight_layouts=("nchw",), allow_unbatched=False, padding_modes=("explicit",)))
     g = case.geometry
     kind = draw(st.sampled_from(kinds))
     xs, ws = list(g.input_shape), list(g.weight_shape)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastconv.dispatch import resolve_precision
 from fastconv.kernels import REGISTRY
+from fastconv.precision import resolve_precision
 from fastconv.testing import assert_conv_close, poisoned_allocations
 from fastconv.tuning.autotuner import forced_config
 
@@ -29,7 +29,7 @@ def test_every_config_matches_reference(kernel_name, data):
         label="case, precision")
     x, w, b = case.make_inputs(DEVICE)
     ref = reference(case, x, w, b)
-    configs = kernel.configs(case.problem, resolve_precision(case.geometry.dtype, precision))
+    configs = kernel.configs(case.problem, resolve_precision(case.geometry.dtype, precision, DEVICE))
     assert configs, f"{kernel_name} has no config for {case.short()}"
     for cfg in configs:
         with forced_config(kernel_name, cfg), poisoned_allocations():

@@ -61,13 +61,13 @@ REGRESSION = {
     "depthwise": _case(2, 4, 4, 6, 6, 3, 1, 1, 1, groups=4, has_bias=True),
     "stride2_pad1": _case(1, 3, 4, 7, 7, 3, 2, 1),
     "same_even_kernel": _same(1, 2, 3, 6, 5, (4, 2), (1, 2)),
-    "channels_last_input_contiguous_weight": _case(2, 3, 4, 5, 5, 3, layout="channels_last"),
-    "sliced_view": _case(2, 3, 4, 6, 5, (2, 3), 1, (1, 0), layout="sliced", weight_layout="sliced",
+    "channels_last_input_contiguous_weight": _case(2, 3, 4, 5, 5, 3, layout="nhwc"),
+    "sliced_view": _case(2, 3, 4, 6, 5, (2, 3), 1, (1, 0), layout="strided", weight_layout="strided",
                          has_bias=True),
     "unbatched_3d": _case(1, 3, 2, 5, 6, 3, unbatched=True, has_bias=True),
     "zero_batch": _case(0, 3, 4, 5, 5, 3),
     "float16_grouped_bias": _case(1, 4, 6, 5, 5, 3, 1, 1, groups=2, dtype="float16", has_bias=True),
-    "bfloat16_channels_last": _case(1, 4, 4, 5, 5, 3, 1, 1, dtype="bfloat16", layout="channels_last"),
+    "bfloat16_channels_last": _case(1, 4, 4, 5, 5, 3, 1, 1, dtype="bfloat16", layout="nhwc"),
 }
 
 

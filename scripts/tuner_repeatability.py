@@ -9,7 +9,6 @@ import sys
 import torch
 
 import fastconv
-from fastconv import functional
 from fastconv.bench.problems import get
 from fastconv.tuning.autotuner import tuning_report
 
@@ -18,7 +17,7 @@ for name in names:
     p = get(name).stages[0]
     x = torch.randn(p.input_shape, device="cuda")
     w = torch.randn(p.weight_shape, device="cuda")
-    fastconv.conv2d(x, w, None, (p.stride_h, p.stride_w), (p.pad_h, p.pad_w), (p.dil_h, p.dil_w), p.groups)
-    plan = functional._PLANS[next(reversed(functional._PLANS))]
+    plan = fastconv.plan(x, w, None, (p.stride_h, p.stride_w), (p.pad_h, p.pad_w), (p.dil_h, p.dil_w), p.groups)
     secs = [r["seconds"] for r in tuning_report() if r["problem"] == p.short()]
-    print(f"{name:20s} {plan.kernel.name:9s} {plan.config.name():50s} tuned in {secs[-1] if secs else 0:.1f} s")
+    print(f"{name:20s} {plan.kernel:9s} {plan.config.name():50s} {plan.config_source:7s} "
+          f"tuned in {secs[-1] if secs else 0:.1f} s")

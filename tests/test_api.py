@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 import fastconv
 from fastconv import functional
-from fastconv.dispatch import AUTO_ORDER, FLOAT32_PRECISIONS, select_kernel
+from fastconv.dispatch import AUTO_ORDER, select_kernel
 from fastconv.kernels import REGISTRY
+from fastconv.precision import FLOAT32_PRECISIONS
 from fastconv.problem import ConvProblem
 from fastconv.testing import assert_conv_close, poisoned_allocations
 
@@ -149,15 +150,25 @@ def test_precision_follows_cudnn_allow_tf32():
         assert fastconv.resolve_precision("float32", p) == p
 
 
-def test_precision_flag_is_read_per_call():
-    """A call after flipping allow_tf32 uses the new default (no stale memoised precision)."""
+def test_default_precision_follows_torch_per_device_and_per_call():
+    """float32 defaults to what torch computes on the tensor's device: exact on the CPU; on CUDA what cuDNN
+    may use, read per call (no stale memoised precision), under either of torch's flag APIs."""
     x, w, b = _inputs()
     torch.backends.cudnn.allow_tf32 = False
-    y_ieee = fastconv.conv2d(x, w, b, backend="igemm")
+    assert fastconv.resolve_precision("float32", None, "cuda") == "ieee"
+    y_off = fastconv.conv2d(x, w, b, backend="igemm")
     torch.backends.cudnn.allow_tf32 = True
-    y_tf32 = fastconv.conv2d(x, w, b, backend="igemm")
-    assert torch.equal(y_ieee, fastconv.conv2d(x, w, b, backend="igemm", precision="ieee"))
-    assert torch.equal(y_tf32, fastconv.conv2d(x, w, b, backend="igemm", precision="tf32"))
+    assert fastconv.resolve_precision("float32", None, "cuda") == "tf32"
+    assert fastconv.resolve_precision("float32", None, "cpu") == "ieee"
+    y_on = fastconv.conv2d(x, w, b, backend="igemm")
+    assert torch.equal(y_off, fastconv.conv2d(x, w, b, backend="igemm", precision="ieee"))
+    assert torch.equal(y_on, fastconv.conv2d(x, w, b, backend="igemm", precision="tf32" if x.is_cuda else "ieee"))
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # the newer API; mixing must not raise
+        conv.fp32_precision = "ieee"
+        assert fastconv.resolve_precision("float32", None, "cuda") == "ieee"
+        conv.fp32_precision = "tf32"
+        assert fastconv.resolve_precision("float32", None, "cuda") == "tf32"
 
 
 @pytest.mark.parametrize("dtype, precision", [(torch.float32, "native"), (torch.float32, "fp16"),

@@ -16,6 +16,7 @@ from hypothesis.errors import InvalidArgument
 from fastconv.problem import ConvProblem
 from fastconv.testing import ConvCase, memory_format, run_case, with_layout
 from properties.strategies import (
+    DEVICE,
     EXAMPLE_CAPS,
     INVALID_KINDS,
     PROFILE_BUDGETS,
@@ -45,7 +46,7 @@ def test_every_drawn_problem_is_valid_for_torch_and_within_budget(case: ConvCase
     assert y.shape == (p.output_shape[1:] if case.unbatched else p.output_shape)
     fmt = memory_format(y.unsqueeze(0) if case.unbatched else y)
     if fmt != "both" and y.numel():  # where size-1 dims make both formats hold, either is torch's
-        assert (fmt == "channels_last") == p.channels_last, case
+        assert (fmt == "nhwc") == p.channels_last, case
     assert _elements(p) <= 3_000 and p.flops <= 60_000
     lim = LIMITS
     assert p.batch <= lim.max_batch and p.kh <= lim.max_kernel and p.kw <= lim.max_kernel
@@ -68,13 +69,13 @@ def test_float16_scales_keep_outputs_finite(case: ConvCase):
 @given(data=st.data())
 def test_options_are_honoured(data):
     dtypes = data.draw(st.sets(st.sampled_from(["float32", "float16", "bfloat16"]), min_size=1))
-    layouts = data.draw(st.sets(st.sampled_from(["contiguous", "channels_last", "sliced"]), min_size=1))
-    case = data.draw(conv_problems(dtypes=sorted(dtypes), layouts=sorted(layouts), weight_layouts=["sliced"],
+    layouts = data.draw(st.sets(st.sampled_from(["nchw", "nhwc", "strided"]), min_size=1))
+    case = data.draw(conv_problems(dtypes=sorted(dtypes), layouts=sorted(layouts), weight_layouts=["strided"],
                                    group_modes=["depthwise"], allow_bias=False, allow_unbatched=False,
                                    min_batch=2, min_stride=2, padding_modes=["explicit"], min_padding=1,
                                    max_elements=5_000, max_flops=100_000, limits=LIMITS))
     p = case.geometry
-    assert p.dtype in dtypes and case.layout in layouts and case.weight_layout == "sliced"
+    assert p.dtype in dtypes and case.layout in layouts and case.weight_layout == "strided"
     assert p.is_depthwise and not p.has_bias and not case.unbatched and p.batch >= 2
     assert max(p.stride_h, p.stride_w) >= 2 and min(p.pad_h, p.pad_w) >= 1 and case.padding is None
 
@@ -87,12 +88,12 @@ def test_shrinks_toward_small_problems():
     """Everything but what the condition needs shrinks to its minimum (plain, explicit padding, batched,
     contiguous, float32, no bias, seed 0)."""
     case = find(conv_problems(), lambda c: c.geometry.kh >= 3, settings=FIND)
-    assert case.short() == "1x1x3x1 -> 1, k3x1 s1x1 p0x0 d1x1 g1 float32 [contiguous, normal mixed x2^0 w2^0 seed 0]"
+    assert case.short() == "1x1x3x1 -> 1, k3x1 s1x1 p0x0 d1x1 g1 float32 [nchw, normal mixed x2^0 w2^0 seed 0]"
 
 
 @pytest.mark.parametrize("kwargs", [
     dict(max_elements=-1), dict(max_flops=1.5), dict(max_elements=True), dict(dtypes=["float64"]),
-    dict(dtypes="float32"), dict(dtypes=[]), dict(layouts=["nhwc"]), dict(weight_layouts=["x"]),
+    dict(dtypes="float32"), dict(dtypes=[]), dict(layouts=["channels_last"]), dict(weight_layouts=["x"]),
     dict(padding_modes=["full"]), dict(group_modes=["grouped"], limits=ShapeLimits(max_groups=1)),
     dict(min_stride=0), dict(min_stride=4, limits=ShapeLimits(max_stride=3)), dict(min_padding=-1),
     dict(min_batch=0), dict(allow_bias="yes"), dict(limits={"max_batch": 2}), dict(backend=3),
@@ -145,16 +146,16 @@ def test_values_are_seeded_scaled_and_never_all_zero():
 
 def test_layouts():
     t = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
-    cl, sl = with_layout(t, "channels_last"), with_layout(t, "sliced")
-    assert memory_format(cl) == "channels_last" and torch.equal(cl, t)
+    cl, sl = with_layout(t, "nhwc"), with_layout(t, "strided")
+    assert memory_format(cl) == "nhwc" and torch.equal(cl, t)
     assert memory_format(sl) == "strided" and torch.equal(sl, t) and sl.storage_offset() > 0
     assert torch.isnan(torch.as_strided(sl, (1,), (1,), sl.storage_offset() - 1)).all()  # NaN around it
-    u = with_layout(t[0], "channels_last")
+    u = with_layout(t[0], "nhwc")
     assert u.stride() == (1, 5 * 3, 3) and torch.equal(u, t[0])
 
 
 def test_case_repr_replays():
-    case = ConvCase(ConvProblem.make(1, 2, 3, 5, 5, 3, padding=1), layout="sliced", seed=9)
+    case = ConvCase(ConvProblem.make(1, 2, 3, 5, 5, 3, padding=1), layout="strided", seed=9)
     assert eval(repr(case), {"ConvCase": ConvCase, "ConvProblem": ConvProblem}) == case
     assert f"seed={case.seed}" in case.repro(backend="direct") and "run_case(" in case.repro()
     run_case(case, backend="igemm")
@@ -180,12 +181,12 @@ def test_example_counts_follow_the_profile():
 @settings(max_examples=30)
 @given(data=st.data())
 def test_backend_cases_are_supported_by_their_backend(data):
-    from fastconv.dispatch import resolve_precision
     from fastconv.kernels import REGISTRY
+    from fastconv.precision import resolve_precision
 
     name = data.draw(st.sampled_from(sorted(REGISTRY)))
     case, precision = data.draw(backend_cases(name))
-    assert REGISTRY[name].supports(case.problem, resolve_precision(case.geometry.dtype, precision))
+    assert REGISTRY[name].supports(case.problem, resolve_precision(case.geometry.dtype, precision, DEVICE))
     b = budget_for(name)
     assert _elements(case.problem) <= b.max_elements and case.problem.flops <= b.max_flops
     assert math.isfinite(case.problem.flops)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 
-from fastconv.dispatch import FLOAT32_PRECISIONS
 from fastconv.kernels import REGISTRY, ConvKernel
+from fastconv.precision import FLOAT32_PRECISIONS
 from fastconv.problem import ConvProblem
 from fastconv.testing import (
     ERROR_MODELS,
@@ -98,8 +98,8 @@ def _emulations(x, w, b, kw):
 
 
 @settings(max_examples=50)
-@given(case=conv_problems(max_elements=20_000, max_flops=2_000_000, layouts=("contiguous",),
-                          weight_layouts=("contiguous",)))
+@given(case=conv_problems(max_elements=20_000, max_flops=2_000_000, layouts=("nchw",),
+                          weight_layouts=("nchw",)))
 def test_accepts_emulated_rounding_on_drawn_problems(case: ConvCase):
     x, w, b = case.make_inputs("cpu")
     kw = case.conv_kwargs()
@@ -270,7 +270,7 @@ def _mutant(monkeypatch, corrupt, base: str = "igemm") -> str:
     return _register(monkeypatch, launch, base)
 
 
-CASE = ConvCase(ConvProblem.make(2, 4, 3, 6, 7, 3, padding=1, has_bias=True), layout="channels_last", seed=11)
+CASE = ConvCase(ConvProblem.make(2, 4, 3, 6, 7, 3, padding=1, has_bias=True), layout="nhwc", seed=11)
 CASE_S1 = ConvCase(ConvProblem.make(2, 4, 3, 7, 7, 3, padding=1), seed=12)
 _UP = 1 + 2.0 ** -5
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..testing.tolerance import SAFETY, error_model
 from .problems import BenchCase, BenchInputs, BenchProblem, cudnn_precision, run_impl
 
 __all__ = ["Check", "check_stage", "check_impl", "impl_precision"]
@@ -65,8 +66,6 @@ def check_stage(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: tor
                 dilation, groups: int, precision: str) -> Check:
     """Check ``y = conv2d(x, w, b, ...)`` under the error model of ``(x.dtype, precision)``, on ``y``'s
     device in fp64, chunked over the batch.  ``x``/``y``: ``(N, C, H, W)``."""
-    from ..testing.tolerance import SAFETY, error_model
-
     model = error_model(x.dtype, precision)
     meta = torch.device("meta")
     expected_shape = F.conv2d(torch.empty((1, *x.shape[1:]), device=meta), torch.empty(w.shape, device=meta),

@@ -17,7 +17,7 @@ __all__ = ["draw"]
 def draw(report: dict, path: str | Path) -> Path | None:
     """Draw ``report`` (the JSON of ``fastconv bench``) to ``path`` (PNG).  None if matplotlib is missing
     or nothing was timed."""
-    try:
+    try:  # matplotlib is optional (the `plot` extra)
         import matplotlib
 
         matplotlib.use("Agg")

@@ -18,26 +18,43 @@ code" section; the file name is recorded in ``source``).  ``nn.Conv2d`` defaults
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+import fastconv
+
+from ..precision import Precision, cudnn_conv_tf32, precisions_of, resolve_precision
 from ..problem import ConvProblem
+from ..vocab import DTYPES, LAYOUTS, memory_format_of
 
 __all__ = ["BenchProblem", "BenchCase", "BenchInputs", "CATALOGUE", "SMOKE", "GATE_CORRECTNESS", "IMPLS",
-           "select", "get", "run_impl", "cudnn_precision", "DTYPES", "LAYOUTS"]
+           "BENCH_LAYOUTS", "select", "get", "run_impl", "cudnn_precision"]
 
 IMPLS = ("fastconv", "cudnn", "direct")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LAYOUTS = ("nchw", "nhwc")
+BENCH_LAYOUTS = LAYOUTS[:2]  # dense layouts: "nchw" and "nhwc" (channels_last)
 KB_DIR = "KernelBench/level1/"
 
 
+class _Stages:
+    """The cost of running ``stages`` in sequence, unfused (an intermediate is written and read once)."""
+
+    stages: tuple[ConvProblem, ...]
+
+    @property
+    def flops(self) -> int:
+        return sum(s.flops for s in self.stages)
+
+    @property
+    def min_bytes(self) -> int:
+        """Minimal DRAM traffic: each stage's inputs read once and its output written once."""
+        return sum(s.min_bytes for s in self.stages)
+
+
 @dataclass(frozen=True)
-class BenchProblem:
+class BenchProblem(_Stages):
     """A named benchmark problem.  ``stages`` run in sequence (each stage's output feeds the next)."""
 
     name: str
@@ -53,20 +70,13 @@ class BenchProblem:
             if (a.batch, a.c_out, a.oh, a.ow) != (b.batch, b.c_in, b.h, b.w):
                 raise ValueError(f"{self.name}: stage {b.short()} does not consume {a.short()}")
 
-    @property
-    def flops(self) -> int:
-        return sum(s.flops for s in self.stages)
-
-    @property
-    def min_bytes(self) -> int:
-        """Minimal DRAM traffic of an unfused implementation (an intermediate is written and read once)."""
-        return sum(s.min_bytes for s in self.stages)
-
     def short(self) -> str:
         return " ; ".join(s.short() for s in self.stages)
 
     def case(self, dtype: str = "float32", layout: str = "nchw", precision: str | None = None) -> BenchCase:
-        return BenchCase(self, dtype, layout, precision)
+        """This problem in ``dtype`` and ``layout``; ``precision`` is the float32 arithmetic (the CLI's
+        ``--precision``), ignored for the other dtypes, which have one arithmetic each."""
+        return BenchCase(self, dtype, layout, precision if dtype == "float32" else None)
 
 
 @dataclass
@@ -79,9 +89,10 @@ class BenchInputs:
 
 
 @dataclass(frozen=True)
-class BenchCase:
-    """A problem in a dtype (``"float32"``/``"bfloat16"``/``"float16"``), layout (``"nchw"``/``"nhwc"``)
-    and float32 precision (``None`` = fastconv's default, i.e. ``"tf32"`` at PyTorch's default flags)."""
+class BenchCase(_Stages):
+    """A problem in a dtype (a key of :data:`fastconv.vocab.DTYPES`), layout (``"nchw"``/``"nhwc"``) and
+    precision (``None`` = what torch uses on a GPU by default: ``"tf32"`` for float32 at PyTorch's default
+    flags)."""
 
     problem: BenchProblem
     dtype: str = "float32"
@@ -91,30 +102,30 @@ class BenchCase:
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout!r}; choose one of {LAYOUTS}")
-        if self.dtype != "float32" and self.precision not in (None, "native"):
-            raise ValueError(f"precision {self.precision!r} applies to float32 only")
-        if self.precision not in (None, "native", "tf32", "ieee", "tf32x3"):
-            raise ValueError(f"unknown precision {self.precision!r}")
+        if self.layout not in BENCH_LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; choose one of {BENCH_LAYOUTS}")
+        if self.precision is not None and self.precision not in precisions_of(self.dtype):
+            raise ValueError(f"precision {self.precision!r} does not apply to {self.dtype}; choose one of "
+                             f"{precisions_of(self.dtype)}")
 
     @property
     def name(self) -> str:
         return self.problem.name
 
     @property
-    def resolved_precision(self) -> str:
-        """The arithmetic fastconv uses for this case (``"native"`` for half types)."""
-        if self.dtype != "float32":
-            return "native"
-        if self.precision is not None:
-            return self.precision
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    def resolved_precision(self) -> Precision:
+        """The arithmetic fastconv uses for this case: the requested one, else torch's default on a GPU."""
+        return resolve_precision(self.dtype, self.precision, "cuda")
+
+    @property
+    def fastconv_precision(self) -> Precision:
+        """The precision passed to fastconv: explicit, so a CPU smoke run computes what the label says."""
+        return self.resolved_precision
 
     @property
     def label(self) -> str:
-        """float32 cases are labelled by precision (``tf32``, ``ieee``, ``tf32x3``), half ones by dtype."""
-        return {"bfloat16": "bf16", "float16": "fp16"}.get(self.dtype) or self.resolved_precision
+        """float32 cases are labelled by precision (``tf32``, ``ieee``, ``tf32x3``), others by dtype."""
+        return self.resolved_precision if self.dtype == "float32" else DTYPES[self.dtype].short
 
     @property
     def id(self) -> str:
@@ -126,13 +137,6 @@ class BenchCase:
         nhwc = self.layout == "nhwc"
         return tuple(s.replace(dtype=self.dtype, channels_last=nhwc) for s in self.problem.stages)
 
-    @property
-    def flops(self) -> int:
-        return sum(s.flops for s in self.stages)
-
-    @property
-    def min_bytes(self) -> int:
-        return sum(s.min_bytes for s in self.stages)
 
     def make_inputs(self, device: torch.device | str, seed: int = 0) -> BenchInputs:
         """Inputs on ``device``: ``torch.randn`` in float32 from a generator on that device seeded with
@@ -141,8 +145,8 @@ class BenchCase:
         output stays O(1) in half precision."""
         device = torch.device(device)
         gen = torch.Generator(device=device).manual_seed(seed)
-        dtype = DTYPES[self.dtype]
-        fmt = torch.channels_last if self.layout == "nhwc" else torch.contiguous_format
+        dtype = DTYPES[self.dtype].torch
+        fmt = memory_format_of(self.layout)
 
         def randn(shape, scale=1.0):
             t = torch.randn(shape, generator=gen, dtype=torch.float32, device=device)
@@ -168,34 +172,23 @@ def cudnn_precision(case: BenchCase) -> str:
     return "tf32" if p == "tf32" else ("native" if p == "native" else "ieee")
 
 
-@contextlib.contextmanager
-def _cudnn_tf32(allow: bool):
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved
-
-
 def run_impl(impl: str, case: BenchCase, inputs: BenchInputs, package=None) -> torch.Tensor:
     """Compute ``case`` on ``inputs`` with ``impl`` (``"fastconv"``, ``"cudnn"``, ``"direct"``).
 
     ``package`` is the fastconv package to call (default: :mod:`fastconv`); the gate passes a baseline
     package loaded side by side.
     """
-    if package is None:
-        import fastconv as package
+    package = package if package is not None else fastconv
     y = inputs.x
     if impl == "cudnn":
-        with _cudnn_tf32(cudnn_precision(case) == "tf32"):
+        with cudnn_conv_tf32(cudnn_precision(case) == "tf32"):
             for s, w, b in zip(case.stages, inputs.weights, inputs.biases):
                 y = F.conv2d(y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w), s.groups)
         return y
     if impl not in ("fastconv", "direct"):
         raise ValueError(f"unknown implementation {impl!r}; choose one of {IMPLS}")
     backend = "direct" if impl == "direct" else "auto"
-    precision = case.precision if case.dtype == "float32" else None
+    precision = case.fastconv_precision
     for s, w, b in zip(case.stages, inputs.weights, inputs.biases):
         y = package.conv2d(y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w), s.groups,
                            backend=backend, precision=precision)

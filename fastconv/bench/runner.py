@@ -7,7 +7,7 @@
 
 On a GPU every problem is timed with CUDA events (median of interleaved rounds, L2 flushed before every
 call, first call reported apart), checked against the fp64 reference, and placed on the roofline of the
-GPU (:mod:`fastconv.bench.gpus`).  Writes ``<out>/bench.json`` and ``<out>/bench.png``.  Without a GPU it
+GPU (:mod:`fastconv.bench.roofline`).  Writes ``<out>/bench.json`` and ``<out>/bench.png``.  Without a GPU it
 runs the tiny smoke problems in Triton's interpreter and reports correctness only: nothing is timed.
 Exit status: 0, or 1 if an output was wrong.
 """
@@ -23,19 +23,27 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from ..env import interpreter_enabled
+from ..precision import FLOAT32_PRECISIONS
+from ..tuning.timing import CudaEvents
+from ..vocab import DTYPES
+from .case_runner import bench_case, machine_info
+from .chart import draw
+from .problems import BENCH_LAYOUTS, SMOKE, select
+from .roofline import ceilings_for
+
 __all__ = ["configure", "run", "format_table", "benchmarks_md"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..dispatch import FLOAT32_PRECISIONS
-    from .problems import DTYPES, LAYOUTS
-
     parser.add_argument("--quick", action="store_true", help="only the quick subset")
     parser.add_argument("--problems", default=None,
                         help="comma-separated names or groups: kernelbench, resnet50, latency, quick, gate, "
                              "all")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    parser.add_argument("--layout", default="nchw", choices=list(LAYOUTS))
+    parser.add_argument("--layout", default="nchw", choices=list(BENCH_LAYOUTS))
     parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
                         help="float32 arithmetic (default: PyTorch's default flags, i.e. tf32)")
     parser.add_argument("--no-seed", action="store_true", help="do not run the seed's direct kernel")
@@ -167,14 +175,6 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..validation import interpreter_enabled
-    from .gpus import ceilings_for
-    from .harness import bench_case, machine_info
-    from .problems import SMOKE, select
-    from .timing import CudaEvents
-
     timed = torch.cuda.is_available() and not interpreter_enabled()
     if timed:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -194,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
         print("fastconv bench: NO GPU - running tiny problems in Triton's interpreter to check correctness.\n"
               "Times are NOT measured: interpreter times say nothing about GPU performance.", file=sys.stderr)
     impls = ["cudnn", "fastconv"] + ([] if args.no_seed else ["direct"])
-    precision = args.precision if args.dtype == "float32" else None
-    cases = [p.case(args.dtype, args.layout, precision) for p in problems]
+    cases = [p.case(args.dtype, args.layout, args.precision) for p in problems]
 
     progress = _Progress(len(cases))
     results = []
@@ -238,8 +237,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwrote {out / 'bench.json'}")
     chart = None
     if timed and not args.no_chart:
-        from .chart import draw
-
         chart = draw(report, out / "bench.png")
         print(f"wrote {chart}" if chart else "no chart: matplotlib is not installed (pip install matplotlib)")
     if args.update_benchmarks_md:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import torch
 
 from ..problem import ConvProblem
-from ..tuning.configs import KernelConfig
+from .config import KernelConfig
+from .specialize import jit_specialization
 
 __all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "static_variant",
            "meta_tensor"]
@@ -22,7 +24,7 @@ class StaticVariant:
     ``signature`` maps every non-constexpr argument name to a Triton type string (``"*fp32"``, ``"i32"``,
     ``"i64"``...); ``constexprs`` maps constexpr argument names to values (block sizes included).
     ``tensor_core`` says whether the SASS must contain tensor-core instructions; ``targets`` names the GPU
-    targets (keys of ``fastconv.tuning.configs.TARGETS``) the config is offered on: a config that needs more
+    targets (keys of ``fastconv.gpus.TARGETS``) the config is offered on: a config that needs more
     shared memory than the RTX 4090 has is pruned there at run time and declared for ``("sm_90",)`` only.
     """
 
@@ -34,6 +36,11 @@ class StaticVariant:
     label: str
     tensor_core: bool = False
     targets: tuple[str, ...] = ("sm_89", "sm_90")
+    mode: str = ""  # "dtype/precision" the variant serves (fastconv.kernels.fitness.mode_of)
+
+
+def _no_passes(problem: ConvProblem, precision: str, config: KernelConfig, input_layout: str) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass
@@ -48,7 +55,9 @@ class ConvKernel:
       call pays little more than the launch itself (:class:`fastconv.kernels.launch.FastLaunch`);
     - ``launch(x, weight, bias, problem, precision, out, config)`` (and calling the kernel): one call through
       a fresh launcher (the tuner's way: it runs each config a few times, once per plan);
-    - ``static_variants()``: the compilation units the static gate checks (all shipped configs).
+    - ``static_variants()``: the compilation units the static gate checks (all shipped configs);
+    - ``passes(problem, precision, config, input_layout)``: the extra passes over the input a launch makes
+      before the kernel (e.g. ``("nhwc+tf32",)``), as :func:`fastconv.plan` reports them.
     """
 
     name: str
@@ -57,6 +66,11 @@ class ConvKernel:
     make_launcher: Callable[[ConvProblem, str, KernelConfig], Callable[..., None]]
     static_variants: Callable[[], list[StaticVariant]] = field(default=lambda: [])
     description: str = ""
+    passes: Callable[[ConvProblem, str, KernelConfig, str], tuple[str, ...]] = _no_passes
+
+    def layout_passes(self, problem: ConvProblem, precision: str, config: KernelConfig, input_layout: str
+                      ) -> tuple[str, ...]:
+        return tuple(self.passes(problem, precision, config, input_layout))
 
     def launcher(self, problem: ConvProblem, precision: str, config: KernelConfig) -> Callable[..., None]:
         """The launch callable ``(x, weight, bias, out) -> None`` of one plan."""
@@ -91,25 +105,21 @@ def _constexpr_names(fn) -> set[str]:
     """Names of a ``@triton.jit`` function's ``tl.constexpr`` parameters (compiled or interpreted)."""
     if hasattr(fn, "params"):
         return {p.name for p in fn.params if p.is_constexpr}
-    import inspect
-
     return {name for name, prm in inspect.signature(fn.fn).parameters.items()
             if "constexpr" in str(prm.annotation)}
 
 
 def static_variant(kernel: str, fn, args: dict[str, Any], config: KernelConfig, label: str, *,
-                   tensor_core: bool, targets: tuple[str, ...] = ("sm_89", "sm_90")) -> StaticVariant:
+                   tensor_core: bool, targets: tuple[str, ...] = ("sm_89", "sm_90"), mode: str = "") -> StaticVariant:
     """A :class:`StaticVariant` from a launch's own keyword arguments (tensors may be on ``device="meta"``).
 
     The runtime arguments are typed the way Triton's JIT specialises that launch (an int equal to 1 becomes
     a constant, multiples of 16 carry their divisibility), so the static gate compiles the binary that runs.
     """
-    from ..static.specialize import jit_specialization
-
     const_names = _constexpr_names(fn)
     signature, specialized = jit_specialization({k: v for k, v in args.items() if k not in const_names})
     constexprs = {**specialized, **{k: v for k, v in args.items() if k in const_names}}
-    return StaticVariant(kernel, fn, signature, constexprs, config, label, tensor_core, targets)
+    return StaticVariant(kernel, fn, signature, constexprs, config, label, tensor_core, targets, mode)
 
 
 REGISTRY: dict[str, ConvKernel] = {}

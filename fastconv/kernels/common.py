@@ -16,10 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ..validation import interpreter_enabled
 from .launch import FastLaunch, cdiv, next_pow2
 
-__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "packed_weight", "PACK_CACHE", "dot_upcast"]
+__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "packed_weight", "PACK_CACHE"]
 
 
 @triton.jit
@@ -34,12 +33,6 @@ def round_tf32_torch(t: torch.Tensor) -> torch.Tensor:
     """The same rounding in torch (for packed weights); returns a new float32 tensor."""
     bits = t.contiguous().view(torch.int32)
     return ((bits + 0x1000) & -8192).view(torch.float32)
-
-
-def dot_upcast() -> bool:
-    """Whether kernels must upcast half operands to fp32 before ``tl.dot``: Triton's interpreter computes bf16
-    dots wrongly (an open Triton issue), and exact fp32 products of half inputs are what the hardware gives."""
-    return interpreter_enabled()
 
 
 # ------------------------------------------------------------------------------------------------------

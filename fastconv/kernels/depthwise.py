@@ -13,8 +13,9 @@ import triton
 import triton.language as tl
 
 from ..problem import ConvProblem
-from ..tuning.configs import KernelConfig
+from ..vocab import DTYPES
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
+from .config import KernelConfig, configs_of, table
 from .launch import FastLaunch, cdiv
 
 __all__ = ["depthwise_conv2d_kernel", "DEPTHWISE", "MAX_CIN_PER_GROUP"]
@@ -34,6 +35,7 @@ def depthwise_conv2d_kernel(
     C_IN_G: tl.constexpr, C_OUT_G: tl.constexpr,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    ACC_FP64: tl.constexpr,  # float64 operands: accumulate in float64
     BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # -- map program ids: axis 0 = (batch, output row), axis 1 = column block, axis 2 = channel block ---------
@@ -57,8 +59,11 @@ def depthwise_conv2d_kernel(
     iw0 = offs_w * conv_stride_w - pad_w
     ih0 = oh * conv_stride_h - pad_h
 
-    # -- taps, unrolled; fp32 FMAs ----------------------------------------------------------------------------
-    acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
+    # -- taps, unrolled; fp32 FMAs (fp64 for float64) -----------------------------------------------------------
+    if ACC_FP64:
+        acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
     for ci in tl.static_range(C_IN_G):
         for kh in tl.static_range(KH):
             ih = ih0 + kh * dil_h
@@ -69,11 +74,11 @@ def depthwise_conv2d_kernel(
                 ok = (w_mask & (iw >= 0) & (iw < W) & h_ok)[:, None] & c_mask[None, :]
                 xv = tl.load(x_row + iw.to(tl.int64)[:, None] * stride_xw, mask=ok, other=0.0)
                 wv = tl.load(w_base + ci * stride_wc + kh * stride_wh + kw * stride_ww, mask=c_mask, other=0.0)
-                acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+                acc += xv.to(acc.dtype) * wv.to(acc.dtype)[None, :]
 
     # -- epilogue ------------------------------------------------------------------------------------------------
     if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+        acc += tl.load(b_ptr + offs_c, mask=c_mask, other=0.0).to(acc.dtype)[None, :]
     y_ptrs = (y_ptr + n * stride_yn + oh.to(tl.int64) * stride_yh + offs_w.to(tl.int64)[:, None] * stride_yw
               + offs_c.to(tl.int64)[None, :] * stride_yc)
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=w_mask[:, None] & c_mask[None, :])
@@ -84,12 +89,14 @@ def _supports(p: ConvProblem, precision: str) -> bool:
 
 
 def _configs(p: ConvProblem, precision: str) -> list[KernelConfig]:
-    """Tiles along W for NCHW (W contiguous), along C for NHWC (C contiguous); the layout's own first."""
-    along_w = [KernelConfig.of(num_warps=4, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
-               for bw, bc in ((128, 4), (64, 8), (256, 2), (32, 16))]
-    along_c = [KernelConfig.of(num_warps=w, num_stages=1, BLOCK_W=bw, BLOCK_C=bc)
-               for bw, bc, w in ((8, 64, 4), (16, 32, 4), (4, 128, 4), (32, 64, 4), (64, 64, 8), (32, 128, 8))]
-    return along_c + along_w if p.channels_last else along_w + along_c
+    """Tiles along W for NCHW (W contiguous), along C for NHWC (C contiguous); the layout's own first
+    (tables/depthwise.json).  float64 keeps at most 8 outputs per thread: 16 spill (static gate, sm_89 and
+    sm_90, Triton 3.6)."""
+    along_w, along_c = configs_of(table("depthwise")["along_w"]), configs_of(table("depthwise")["along_c"])
+    configs = along_c + along_w if p.channels_last else along_w + along_c
+    if p.dtype == "float64":
+        configs = [c for c in configs if c["BLOCK_W"] * c["BLOCK_C"] <= 8 * 32 * c.num_warps]
+    return configs
 
 
 def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
@@ -102,7 +109,8 @@ def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
         **dict(zip(("stride_yn", "stride_yc", "stride_yh", "stride_yw"), out.stride())),
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
         dil_h=p.dil_h, dil_w=p.dil_w,
-        C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias, **blocks,
+        C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias,
+        ACC_FP64=p.dtype == "float64", **blocks,
     )
 
 
@@ -123,14 +131,14 @@ def _static_variants() -> list[StaticVariant]:
     """KernelBench #82 (depthwise 3x3) in NCHW and NHWC, each dtype, every config."""
     out = []
     for cl in (False, True):
-        prob = ConvProblem.make(16, 64, 64, 512, 512, 3, groups=64, has_bias=True, channels_last=cl)
-        for dtype in ("float32", "float16", "bfloat16"):
+        for dtype in DTYPES:
+            prob = ConvProblem.make(16, 64, 64, 512, 512, 3, groups=64, has_bias=True, channels_last=cl, dtype=dtype)
             x, y = meta_tensor(prob.input_shape, dtype, cl), meta_tensor(prob.output_shape, dtype, cl)
             w, b = meta_tensor(prob.weight_shape, dtype), meta_tensor((prob.c_out,), dtype)
             for cfg in _configs(prob, "ieee"):
                 out.append(static_variant("depthwise", depthwise_conv2d_kernel, _args(x, w, b, y, prob, cfg.kwargs),
                                           cfg, f"depthwise {dtype} k3x3 {'nhwc' if cl else 'nchw'}",
-                                          tensor_core=False))
+                                          tensor_core=False, mode=f"{dtype}/*"))
     return out
 
 

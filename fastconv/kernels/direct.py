@@ -14,9 +14,10 @@ import triton
 import triton.language as tl
 
 from ..problem import ConvProblem
-from ..tuning.configs import KernelConfig
+from ..vocab import DTYPES
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
-from .launch import cdiv
+from .config import KernelConfig, configs_of, table
+from .launch import cdiv, report_compiled
 
 __all__ = ["direct_conv2d_kernel", "DIRECT"]
 
@@ -31,6 +32,7 @@ def direct_conv2d_kernel(
     conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    ACC_FP64: tl.constexpr,  # float64 operands: accumulate in float64
     BLOCK_HW: tl.constexpr,
 ):
     # -- map program ids: axis 0 = (batch, output channel), axis 1 = block of output pixels --------------
@@ -52,7 +54,10 @@ def direct_conv2d_kernel(
     w_base = w_ptr + oc.to(tl.int64) * stride_wo
 
     # -- the seed's scalar loops --------------------------------------------------------------------------
-    acc = tl.zeros([BLOCK_HW], dtype=tl.float32)
+    if ACC_FP64:
+        acc = tl.zeros([BLOCK_HW], dtype=tl.float64)
+    else:
+        acc = tl.zeros([BLOCK_HW], dtype=tl.float32)
     x_c = x_base  # advanced by one channel per iteration: pointer arithmetic stays 64-bit
     for ic in range(0, C_IN_G):
         for kh in range(0, KH):  # runtime loops, as the seed: unrolling 45 taps spills at BLOCK_HW=256
@@ -64,20 +69,22 @@ def direct_conv2d_kernel(
                 valid = mask_hw & valid_h & (iw >= 0) & (iw < W)
                 x_val = tl.load(row + tl.where(valid, iw, 0).to(tl.int64) * stride_xw, mask=valid, other=0.0)
                 w_val = tl.load(w_base + ic * stride_wc + kh * stride_wh + kw * stride_ww)
-                acc += x_val.to(tl.float32) * w_val.to(tl.float32)
+                acc += x_val.to(acc.dtype) * w_val.to(acc.dtype)
         x_c += stride_xc
 
     # -- epilogue: bias, cast, store through the output's strides ----------------------------------------
     if HAS_BIAS:
-        acc += tl.load(b_ptr + oc).to(tl.float32)
+        acc += tl.load(b_ptr + oc).to(acc.dtype)
     y_offs = (n.to(tl.int64) * stride_yn + oc.to(tl.int64) * stride_yc
               + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw)
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_hw)
 
 
 def _configs(problem: ConvProblem, precision: str) -> list[KernelConfig]:
-    # The seed's three configs; the smallest block first (the interpreter's default: least masked work).
-    return [KernelConfig.of(num_warps=4, num_stages=2, BLOCK_HW=b) for b in (64, 128, 256)]
+    """The seed's three configs (tables/direct.json); float64 without BLOCK_HW 256, which spills (static gate,
+    sm_90, Triton 3.6)."""
+    configs = configs_of(table("direct")["configs"])
+    return [c for c in configs if c["BLOCK_HW"] <= 128] if problem.dtype == "float64" else configs
 
 
 def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
@@ -89,7 +96,8 @@ def _args(x, weight, bias, out, p: ConvProblem, blocks: dict) -> dict:
         **dict(zip(("stride_wo", "stride_wc", "stride_wh", "stride_ww"), weight.stride())),
         **dict(zip(("stride_yn", "stride_yc", "stride_yh", "stride_yw"), out.stride())),
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
-        dil_h=p.dil_h, dil_w=p.dil_w, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias, **blocks,
+        dil_h=p.dil_h, dil_w=p.dil_w, KH=p.kh, KW=p.kw, HAS_BIAS=p.has_bias, ACC_FP64=p.dtype == "float64",
+        **blocks,
     )
 
 
@@ -97,8 +105,8 @@ def _launcher(p: ConvProblem, precision: str, config: KernelConfig):
     grid = (p.batch * p.c_out, cdiv(p.oh * p.ow, config["BLOCK_HW"]))
 
     def launch(x, weight, bias, out) -> None:  # the seed's own launch path: Triton's run() every call
-        direct_conv2d_kernel[grid](**_args(x, weight, bias, out, p, config.kwargs),
-                                   num_warps=config.num_warps, num_stages=config.num_stages)
+        report_compiled(direct_conv2d_kernel[grid](**_args(x, weight, bias, out, p, config.kwargs),
+                                                   num_warps=config.num_warps, num_stages=config.num_stages))
 
     return launch
 
@@ -106,12 +114,12 @@ def _launcher(p: ConvProblem, precision: str, config: KernelConfig):
 def _static_variants() -> list[StaticVariant]:
     """The seed's own problem (kernel 5x9), in each dtype, for every config."""
     variants = []
-    seed = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))
-    for dtype in ("float32", "float16", "bfloat16"):
+    for dtype in DTYPES:
+        seed = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype)
         x, w, y = (meta_tensor(s, dtype) for s in (seed.input_shape, seed.weight_shape, seed.output_shape))
         for cfg in _configs(seed, "ieee"):
             variants.append(static_variant("direct", direct_conv2d_kernel, _args(x, w, None, y, seed, cfg.kwargs),
-                                           cfg, f"direct {dtype} k5x9", tensor_core=False))
+                                           cfg, f"direct {dtype} k5x9", tensor_core=False, mode=f"{dtype}/*"))
     return variants
 
 

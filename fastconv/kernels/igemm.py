@@ -17,8 +17,9 @@ want it.  Two K orders exist:
 - flat (``FLAT_K=True``): for small ``C_in/groups`` (a stem layer's 3 channels), k is decoded per element so
   BLOCK_K lanes are not wasted on padding channels.
 
-Accumulation is fp32; bias is added in the epilogue; the output is written through its strides in the memory
-format torch would return.  Offsets are 64-bit where tensors may pass 2**31 elements.
+Accumulation is fp32 (fp64 for float64 operands); bias is added in the epilogue; the output is written
+through its strides in the memory format torch would return.  Offsets are 64-bit where tensors may pass
+2**31 elements.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..env import dot_upcast
+from ..gpus import TARGETS
+from ..precision import Precision, modes
 from ..problem import ConvProblem
-from ..tuning.configs import KernelConfig
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
-from .common import NhwcPass, dot_upcast, packed_weight, round_tf32
+from .common import NhwcPass, packed_weight, round_tf32
+from .config import KernelConfig, configs_of, table
 from .launch import FastLaunch, cdiv, next_pow2
 
 __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
@@ -62,7 +66,17 @@ def _dot_step(a, b, acc, ROUND_A: tl.constexpr, UPCAST: tl.constexpr, PRECISION:
     if UPCAST:
         a = a.to(tl.float32)
         b = b.to(tl.float32)
-    return tl.dot(a, b, acc, input_precision=PRECISION)
+    return tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+
+
+@triton.jit
+def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ACC_FP64: tl.constexpr):
+    """The accumulator tile: float64 for float64 operands, float32 otherwise."""
+    if ACC_FP64:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    return acc
 
 
 @triton.jit
@@ -80,6 +94,7 @@ def igemm_conv2d_kernel(
     ROUND_A: tl.constexpr,  # round the activation to TF32 in the loop (when it was not rounded before)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "tf32", "tf32x3" or "ieee"
     UPCAST: tl.constexpr,  # interpreter: half operands to fp32 before tl.dot
+    ACC_FP64: tl.constexpr,  # float64 operands: accumulate in float64
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # -- map program ids: axis 0 walks (M tile, N tile) with N fastest, so neighbours share A; axis 1 = group
@@ -106,7 +121,7 @@ def igemm_conv2d_kernel(
     x_rows = x_ptr + nb.to(tl.int64) * stride_xn + (g * C_IN_G).to(tl.int64) * stride_xc  # [BLOCK_M]
     w_cols = w_ptr + (g * C_OUT_G + offs_n).to(tl.int64) * stride_wn  # [BLOCK_N]
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = _zero_acc(BLOCK_M, BLOCK_N, ACC_FP64)
     if FLAT_K:
         # -- K loop, flat: k -> (kh, kw, ci) per element ------------------------------------------------------
         K_TOTAL = KH * KW * C_IN_G
@@ -149,7 +164,7 @@ def igemm_conv2d_kernel(
 
     # -- epilogue: bias, cast, store through the output's strides -------------------------------------------
     if HAS_BIAS:
-        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(acc.dtype)[None, :]
     y_row = nb.to(tl.int64) * stride_yn + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
     y_col = (g * C_OUT_G + offs_n).to(tl.int64) * stride_yc
     y_ptrs = y_ptr + y_row[:, None] + y_col[None, :]
@@ -164,7 +179,7 @@ def pointwise_conv2d_kernel(
     stride_wn,
     stride_yn, stride_yc, stride_yp,
     EVEN_K: tl.constexpr, HAS_BIAS: tl.constexpr, ROUND_A: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """1x1, stride 1, no padding: per sample and group, out[p, n] = sum_c x[p, c] * w[n, c], read in place.
@@ -191,7 +206,7 @@ def pointwise_conv2d_kernel(
     b_ptrs = w_ptr + (g * C_OUT_G + offs_n).to(tl.int64)[None, :] * stride_wn + offs_k[:, None]
 
     # -- K loop over input channels -------------------------------------------------------------------------
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = _zero_acc(BLOCK_M, BLOCK_N, ACC_FP64)
     for k0 in range(0, C_IN_G, BLOCK_K):
         if EVEN_K:
             a = tl.load(a_ptrs, mask=p_mask[:, None], other=0.0)
@@ -200,18 +215,13 @@ def pointwise_conv2d_kernel(
             k_ok = (k0 + offs_k) < C_IN_G
             a = tl.load(a_ptrs, mask=p_mask[:, None] & k_ok[None, :], other=0.0)
             b = tl.load(b_ptrs, mask=k_ok[:, None] & n_mask[None, :], other=0.0)
-        if ROUND_A:
-            a = round_tf32(a)
-        if UPCAST:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        acc = _dot_step(a, b, acc, ROUND_A, UPCAST, PRECISION)
         a_ptrs += BLOCK_K * stride_xc
         b_ptrs += BLOCK_K
 
     # -- epilogue -------------------------------------------------------------------------------------------
     if HAS_BIAS:
-        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+        acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(acc.dtype)[None, :]
     y_ptrs = (y_ptr + n * stride_yn + offs_p.to(tl.int64)[:, None] * stride_yp
               + (g * C_OUT_G + offs_n).to(tl.int64)[None, :] * stride_yc)
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=p_mask[:, None] & n_mask[None, :])
@@ -220,12 +230,10 @@ def pointwise_conv2d_kernel(
 # ==========================================================================================================
 # Configs
 # ==========================================================================================================
-# Every config here fits the RTX 4090 (sm_89: 99 KB of shared memory per block); the static gate
-# (`python -m fastconv inspect`) proves it for sm_89 and sm_90.  "PREP" is a wrapper-level choice, not a
-# kernel argument: 1 = convert the activation to NHWC (rounded to TF32 when needed) in one pass first;
-# 0 = read the activation in place (rounding in the loop).
-SHARED_LIMIT_SM89 = 99 * 1024
-SHARED_LIMIT_SM90 = 227 * 1024
+# The tiles are data (tables/igemm.json).  "PREP" is a wrapper-level choice, not a kernel argument: 1 = convert
+# the activation to NHWC (rounded to TF32 when needed) in one pass first; 0 = read the activation in place
+# (rounding in the loop).  Every config offered on a GPU fits its shared memory; the static gate
+# (`python -m fastconv inspect`) proves registers and spills for sm_89 and sm_90.
 
 
 def smem_bytes(cfg: KernelConfig, elem: int) -> int:
@@ -234,73 +242,59 @@ def smem_bytes(cfg: KernelConfig, elem: int) -> int:
     return max(cfg.num_stages, 1) * (bm * bk + bk * bn) * elem
 
 
-def _elem(p: ConvProblem, precision: str) -> int:
-    return 4 if p.dtype == "float32" else 2
+def _elem(p: ConvProblem) -> int:
+    return 2 if p.dtype in ("float16", "bfloat16") else (8 if p.dtype == "float64" else 4)
 
 
 def _device_shared_limit() -> int:
-    """Per-block shared memory of the running GPU (the 4090's limit without one, e.g. in the interpreter)."""
+    """Per-block shared memory of the running GPU (the seed's RTX 4090's without one, e.g. in the interpreter)."""
     if torch.cuda.is_available() and not dot_upcast():
         return _shared_limit_of(torch.cuda.current_device())
-    return SHARED_LIMIT_SM89
+    return TARGETS["sm_89"].max_shared_bytes
 
 
 @functools.cache
 def _shared_limit_of(device_index: int) -> int:
     props = torch.cuda.get_device_properties(device_index)
-    return int(getattr(props, "shared_memory_per_block_optin", SHARED_LIMIT_SM89))
+    return int(getattr(props, "shared_memory_per_block_optin", TARGETS["sm_89"].max_shared_bytes))
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the tiles that won on at least one problem of the
-# H100 sweeps (scripts/kernel_lab.py over KernelBench #55/#56/#63/#80/#87 and ResNet-50 layers; see
-# NOTES.md), kept few because the first call on a new shape times every one of them.  num_stages=1 means
-# no cp.async pipeline (plain loads through L1), which won on small problems.
-_TILES_32 = [  # float32 operands (BLOCK_K in elements)
-    (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (256, 128, 32, 8, 3), (64, 128, 32, 4, 3),
-    (128, 64, 32, 4, 2), (64, 64, 32, 4, 1), (256, 64, 32, 8, 3), (128, 64, 16, 4, 4),
-    (128, 64, 32, 8, 3), (256, 64, 16, 8, 3),
-]
-_TILES_16 = [  # float16 / bfloat16 operands
-    (256, 64, 64, 8, 3), (128, 64, 64, 4, 4), (128, 128, 64, 8, 3), (256, 128, 64, 8, 3),
-    (64, 128, 64, 4, 3), (128, 64, 64, 4, 2), (64, 64, 64, 4, 1), (256, 64, 32, 8, 4),
-    (256, 64, 32, 4, 3),
-]
+def _base_tiles(p: ConvProblem) -> list[KernelConfig]:
+    tiles = table("igemm")["tiles"]
+    return configs_of(tiles["half"] if p.dtype in ("float16", "bfloat16") else tiles[p.dtype])
 
 
-def _base_tiles(p: ConvProblem, precision: str) -> list[KernelConfig]:
-    tiles = _TILES_32 if p.dtype == "float32" else _TILES_16
-    return [KernelConfig.of(num_warps=w, num_stages=s, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-            for bm, bn, bk, w, s in tiles]
+def _fits(cfg: KernelConfig, p: ConvProblem, limit: int | None = None) -> bool:
+    return smem_bytes(cfg, _elem(p)) <= (limit if limit is not None else _device_shared_limit())
 
 
-def _fits(cfg: KernelConfig, p: ConvProblem, precision: str, limit: int | None = None) -> bool:
-    return smem_bytes(cfg, _elem(p, precision)) <= (limit if limit is not None else _device_shared_limit())
-
-
-def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: str) -> bool:
+def _fits_registers(cfg: KernelConfig, p: ConvProblem, precision: Precision) -> bool:
     """Register-pressure rules that keep every shipped config spill-free (checked by the static gate,
     ``python -m fastconv inspect``, which found these limits): tf32x3 splits both operands into two TF32
-    halves, so it allows at most 32 accumulators and 16 A elements per thread; "ieee" accumulates on FMAs
-    with its operand fragments in registers, so 64 accumulators only at BLOCK_K 16, else 32; the flat K
-    order decodes (kh, kw, ci) per A element, so it allows at most 16 A elements per thread."""
+    halves, so it allows at most 32 accumulators and 16 A elements per thread; exact products ("ieee", FMA
+    dots) keep operand fragments in registers, so 64 accumulators only at BLOCK_K 16, else 32 (float64 values
+    take two registers each: half those counts); the flat K order decodes (kh, kw, ci) per A element, so it
+    allows at most 16 A elements per thread."""
     threads = 32 * cfg.num_warps
-    acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] / threads
-    a_elems = cfg["BLOCK_M"] * cfg["BLOCK_K"] / threads
-    if p.dtype == "float32" and precision == "tf32x3" and (acc > 32 or a_elems > 16):
+    words = 2 if p.dtype == "float64" else 1
+    acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] / threads * words
+    a_elems = cfg["BLOCK_M"] * cfg["BLOCK_K"] / threads * words
+    if precision == "tf32x3" and (acc > 32 or a_elems > 16):
         return False
     wide_k = cfg["BLOCK_K"] > 16
-    if p.dtype == "float32" and precision == "ieee" and (acc > 64 or a_elems > 16 or (acc > 32 and wide_k)):
+    if not precision.tensor_cores and (acc > 64 or a_elems > 16 or (acc > 32 and wide_k)):
         return False
     return not (_flat_k(p) and a_elems > 16)
 
 
-def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | None = None) -> list[KernelConfig]:
+def _clamped_tiles(p: ConvProblem, precision: Precision, clamp_k: bool, limit: int | None = None
+                   ) -> list[KernelConfig]:
     """The base tiles with BLOCK_N (and BLOCK_K) clamped to the problem, deduplicated, that fit ``limit``
     bytes of shared memory per block (default: the running GPU's)."""
     max_n = max(16, next_pow2(p.c_out_per_group))
     max_k = max(16, next_pow2(p.c_in_per_group))
     seen, out = set(), []
-    for c in _base_tiles(p, precision):
+    for c in _base_tiles(p):
         kw = c.kwargs
         kw["BLOCK_N"] = min(kw["BLOCK_N"], max_n)
         if clamp_k:
@@ -308,7 +302,7 @@ def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | N
         elif _flat_k(p):  # per-element (kh, kw, ci) decoding: at most 16 A elements per thread
             kw["BLOCK_K"] = max(16, min(kw["BLOCK_K"], 16 * 32 * c.num_warps // kw["BLOCK_M"]))
         cfg = KernelConfig.of(num_warps=c.num_warps, num_stages=c.num_stages, **kw)
-        if cfg in seen or not _fits(cfg, p, precision, limit) or not _fits_registers(cfg, p, precision):
+        if cfg in seen or not _fits(cfg, p, limit) or not _fits_registers(cfg, p, precision):
             continue
         seen.add(cfg)
         out.append(cfg)
@@ -318,8 +312,9 @@ def _clamped_tiles(p: ConvProblem, precision: str, clamp_k: bool, limit: int | N
 
 
 def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
+    precision = Precision(precision)
     # PREP=1 and PREP=0 are the same launch when the input is already NHWC and needs no TF32 rounding
-    preps = (1,) if p.channels_last and not (p.dtype == "float32" and precision == "tf32") else (1, 0)
+    preps = (1,) if p.channels_last and not precision.rounds_to_tf32 else (1, 0)
     if precision == "tf32x3":  # split operands read K-strided from NCHW spill (static gate, sm_89): NHWC only
         preps = (1,)
     return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
@@ -327,32 +322,35 @@ def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> 
 
 
 def _pointwise_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
-    return _clamped_tiles(p, precision, True, limit)
+    return _clamped_tiles(p, Precision(precision), True, limit)
 
 
 # ==========================================================================================================
-# Wrappers: check, prepare, launch
+# Wrappers: prepare, launch
 # ==========================================================================================================
 def _flat_k(p: ConvProblem) -> bool:
     return p.c_in_per_group < 16
 
 
-def _dot_precision(p: ConvProblem, precision: str, upcast: bool) -> str:
-    """tl.dot's input_precision: the fp32 mode; "ieee" for upcast operands in the interpreter; ignored by
-    tl.dot for half types."""
-    if upcast:
-        return "ieee"
-    return precision if p.dtype == "float32" else "tf32"
+def _dot_constexprs(p: ConvProblem, precision: Precision, upcast: bool) -> dict:
+    """``PRECISION`` (tl.dot's input_precision) and ``UPCAST``: in the interpreter half operands are upcast
+    to fp32 (its bf16 dot is wrong) and multiplied exactly."""
+    half = p.dtype in ("float16", "bfloat16")
+    if half:  # tl.dot ignores input_precision for half operands; "tf32" keeps their tensor-core lowering
+        dot = "ieee" if upcast else "tf32"
+    else:
+        dot = precision.dot_precision
+    return dict(PRECISION=dot, UPCAST=upcast and half, ACC_FP64=p.dtype == "float64")
 
 
-def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: str, blocks: dict, round_a: bool,
+def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: Precision, blocks: dict, round_a: bool,
                 upcast: bool) -> dict:
     """Every argument of ``igemm_conv2d_kernel`` by name, for a launch (and for the static gate)."""
-    flat = _flat_k(p)
-    bk = blocks["BLOCK_K"]
-    c_iters = cdiv(p.c_in_per_group, bk)
     sxn, sxc, sxh, sxw = xs.stride()
     syn, syc, syh, syw = out.stride()
+    bk = blocks["BLOCK_K"]
+    flat = _flat_k(p)
+    c_iters = cdiv(p.c_in_per_group, bk)
     return dict(
         x_ptr=xs, w_ptr=wp, b_ptr=bias if bias is not None else wp, y_ptr=out,
         M=p.gemm_m, H=p.h, W=p.w, C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, OH=p.oh, OW=p.ow,
@@ -362,8 +360,7 @@ def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: str, blocks: dict,
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
         dil_h=p.dil_h, dil_w=p.dil_w,
         KH=p.kh, KW=p.kw, FLAT_K=flat, EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS=p.has_bias,
-        ROUND_A=round_a, PRECISION=_dot_precision(p, precision, upcast), UPCAST=upcast and p.dtype != "float32",
-        **blocks,
+        ROUND_A=round_a, **_dot_constexprs(p, precision, upcast), **blocks,
     )
 
 
@@ -375,7 +372,8 @@ _PTRS = ("x_ptr", "w_ptr", "b_ptr", "y_ptr")
 
 
 def _igemm_launcher(p: ConvProblem, precision: str, config: KernelConfig):
-    tf32 = p.dtype == "float32" and precision == "tf32"
+    precision = Precision(precision)
+    tf32 = precision.rounds_to_tf32
     blocks = config.kwargs
     prep = blocks.pop("PREP", 1)
     upcast = dot_upcast()
@@ -390,6 +388,20 @@ def _igemm_launcher(p: ConvProblem, precision: str, config: KernelConfig):
              lambda: _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=upcast))
 
     return launch
+
+
+def _igemm_passes(p: ConvProblem, precision: str, config: KernelConfig, input_layout: str) -> tuple[str, ...]:
+    """PREP=1 converts the input to NHWC (rounding to TF32 on the way) unless it already is NHWC and needs
+    no rounding."""
+    tf32 = Precision(precision).rounds_to_tf32
+    if dict(config.blocks).get("PREP", 1) and (tf32 or input_layout != "nhwc"):
+        return ("nhwc+tf32" if tf32 else "nhwc",)
+    return ()
+
+
+def _pointwise_passes(p: ConvProblem, precision: str, config: KernelConfig, input_layout: str) -> tuple[str, ...]:
+    """An input whose (H, W) do not flatten to one stride is copied to a contiguous tensor first."""
+    return ("contiguous copy if H, W do not flatten",) if input_layout == "strided" else ()
 
 
 def _pointwise_supports(p: ConvProblem, precision: str) -> bool:
@@ -407,7 +419,7 @@ def _flat_pixel_stride(t: torch.Tensor) -> int | None:
     return None
 
 
-def _pointwise_args(x, wp, bias, out, p: ConvProblem, precision: str, blocks: dict, sxp: int, syp: int,
+def _pointwise_args(x, wp, bias, out, p: ConvProblem, precision: Precision, blocks: dict, sxp: int, syp: int,
                     upcast: bool) -> dict:
     """Every argument of ``pointwise_conv2d_kernel`` by name."""
     return dict(
@@ -416,13 +428,13 @@ def _pointwise_args(x, wp, bias, out, p: ConvProblem, precision: str, blocks: di
         stride_xn=x.stride(0), stride_xc=x.stride(1), stride_xp=sxp, stride_wn=wp.stride(0),
         stride_yn=out.stride(0), stride_yc=out.stride(1), stride_yp=syp,
         EVEN_K=p.c_in_per_group % blocks["BLOCK_K"] == 0, HAS_BIAS=p.has_bias,
-        ROUND_A=p.dtype == "float32" and precision == "tf32", PRECISION=_dot_precision(p, precision, upcast),
-        UPCAST=upcast and p.dtype != "float32", **blocks,
+        ROUND_A=precision.rounds_to_tf32, **_dot_constexprs(p, precision, upcast), **blocks,
     )
 
 
 def _pointwise_launcher(p: ConvProblem, precision: str, config: KernelConfig):
-    tf32 = p.dtype == "float32" and precision == "tf32"
+    precision = Precision(precision)
+    tf32 = precision.rounds_to_tf32
     blocks = config.kwargs
     upcast = dot_upcast()
     grid = (cdiv(p.h * p.w, blocks["BLOCK_M"]) * cdiv(p.c_out_per_group, blocks["BLOCK_N"]), p.batch, p.groups)
@@ -449,17 +461,13 @@ def _supports_tensor_cores(p: ConvProblem, precision: str) -> bool:
 # ==========================================================================================================
 # Static variants: what the static gate compiles (every shipped config, each dtype/precision it serves)
 # ==========================================================================================================
-_MODES = [("float32", "tf32"), ("float32", "ieee"), ("float32", "tf32x3"), ("float16", "native"),
-          ("bfloat16", "native")]
-
-
-def _targets(cfg: KernelConfig, p: ConvProblem, precision: str) -> tuple[str, ...]:
-    return ("sm_89", "sm_90") if _fits(cfg, p, precision, SHARED_LIMIT_SM89) else ("sm_90",)
+def _targets(cfg: KernelConfig, p: ConvProblem) -> tuple[str, ...]:
+    return ("sm_89", "sm_90") if _fits(cfg, p, TARGETS["sm_89"].max_shared_bytes) else ("sm_90",)
 
 
 def _igemm_static_variants() -> list[StaticVariant]:
     out, seen = [], set()
-    for dtype, precision in _MODES:
+    for dtype, precision in modes():
         # the seed's problem (per-tap K order) in every mode; a stem layer (flat K order) in the two modes
         # whose operand types differ (fp32 and 16-bit), as the K order changes only index arithmetic
         probs = [ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype, has_bias=True)]
@@ -469,18 +477,17 @@ def _igemm_static_variants() -> list[StaticVariant]:
             x = meta_tensor(prob.input_shape, dtype)
             wp = meta_tensor((prob.c_out, prob.gemm_k), dtype)
             y = meta_tensor(prob.output_shape, dtype)
-            for cfg in _igemm_configs(prob, precision, limit=SHARED_LIMIT_SM90):
+            for cfg in _igemm_configs(prob, precision, limit=TARGETS["sm_90"].max_shared_bytes):
                 blocks = cfg.kwargs
                 prep = blocks.pop("PREP")
-                tf32 = dtype == "float32" and precision == "tf32"
                 xs = meta_tensor(prob.input_shape, dtype, channels_last=True) if prep else x
                 args = _igemm_args(xs, wp, meta_tensor((prob.c_out,), dtype), y, prob, precision, blocks,
-                                   round_a=tf32 and not prep, upcast=False)
-                kcfg = KernelConfig.of(num_warps=cfg.num_warps, num_stages=cfg.num_stages, **blocks)
+                                   round_a=precision.rounds_to_tf32 and not prep, upcast=False)
+                kcfg = cfg.without("PREP")
                 v = static_variant(
                     "igemm", igemm_conv2d_kernel, args, kcfg,
                     f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}{'' if prep else ' nchw-in-place'}",
-                    tensor_core=precision != "ieee", targets=_targets(kcfg, prob, precision))
+                    tensor_core=precision.tensor_cores, targets=_targets(kcfg, prob), mode=f"{dtype}/{precision}")
                 key = (tuple(sorted(v.signature.items())), tuple(sorted(v.constexprs.items())), kcfg)
                 if key not in seen:  # configs that compile to the same kernel are checked once
                     seen.add(key)
@@ -491,15 +498,16 @@ def _igemm_static_variants() -> list[StaticVariant]:
 def _pointwise_static_variants() -> list[StaticVariant]:
     out = []
     prob0 = ConvProblem.make(16, 64, 128, 1024, 1024, 1, has_bias=True)
-    for dtype, precision in _MODES:
+    for dtype, precision in modes():
         prob = prob0.replace(dtype=dtype)
         x, y = meta_tensor(prob.input_shape, dtype), meta_tensor(prob.output_shape, dtype)
         wp, b = meta_tensor((prob.c_out, prob.gemm_k), dtype), meta_tensor((prob.c_out,), dtype)
-        for cfg in _pointwise_configs(prob, precision, limit=SHARED_LIMIT_SM90):
+        for cfg in _pointwise_configs(prob, precision, limit=TARGETS["sm_90"].max_shared_bytes):
             args = _pointwise_args(x, wp, b, y, prob, precision, cfg.kwargs, 1, 1, upcast=False)
             out.append(static_variant("pointwise", pointwise_conv2d_kernel, args, cfg,
                                       f"pointwise {dtype}/{precision} cin{prob.c_in}",
-                                      tensor_core=precision != "ieee", targets=_targets(cfg, prob, precision)))
+                                      tensor_core=precision.tensor_cores, targets=_targets(cfg, prob),
+                                      mode=f"{dtype}/{precision}"))
     return out
 
 
@@ -510,6 +518,7 @@ IGEMM = register(ConvKernel(
     make_launcher=_igemm_launcher,
     static_variants=_igemm_static_variants,
     description="implicit GEMM on tensor cores (any conv2d)",
+    passes=_igemm_passes,
 ))
 
 POINTWISE = register(ConvKernel(
@@ -519,4 +528,5 @@ POINTWISE = register(ConvKernel(
     make_launcher=_pointwise_launcher,
     static_variants=_pointwise_static_variants,
     description="1x1 stride-1 convolution as a GEMM that reads NCHW or NHWC in place",
+    passes=_pointwise_passes,
 ))

@@ -16,16 +16,15 @@ gets its own entry, so the binary is always the one Triton would have picked.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from triton import knobs
-from triton.runtime.driver import driver
+from ..env import interpreter_enabled
 
-from ..validation import interpreter_enabled
-
-__all__ = ["cdiv", "next_pow2", "FastLaunch", "fast_launch_enabled"]
+__all__ = ["cdiv", "next_pow2", "FastLaunch", "fast_launch_enabled", "watch_spills", "report_compiled"]
 
 
 def cdiv(a: int, b: int) -> int:
@@ -43,18 +42,60 @@ def fast_launch_enabled() -> bool:
     return not interpreter_enabled() and os.environ.get("FASTCONV_FAST_LAUNCH", "1") != "0"
 
 
+_SINKS = threading.local()
+
+
+@contextlib.contextmanager
+def watch_spills():
+    """Collect the spilled-register counts of the binaries launched through Triton inside the block (a list,
+    one entry per launch that compiled or looked up a binary; empty under the interpreter).  The tuner uses
+    it to drop a candidate whose binary spills under the installed Triton."""
+    stack = getattr(_SINKS, "stack", None)
+    if stack is None:
+        stack = _SINKS.stack = []
+    sink: list[int] = []
+    stack.append(sink)
+    try:
+        yield sink
+    finally:
+        stack.pop()
+
+
+def report_compiled(compiled) -> None:
+    """Tell the innermost :func:`watch_spills` block about a binary Triton launched (its ``n_spills``)."""
+    stack = getattr(_SINKS, "stack", None)
+    if stack and compiled is not None:
+        stack[-1].append(int(getattr(compiled, "n_spills", 0) or 0))
+
+
 def _hook(hook):
     """A launch hook as the compiled launcher should get it: None when there is nothing to call (Triton 3.6
     keeps an empty ``HookChain`` there, which its launcher calls, with freshly built metadata, every time)."""
     return hook if hook is not None and getattr(hook, "calls", True) else None
 
 
+_RUNTIME: tuple | None = None
+
+
+def _runtime() -> tuple:
+    """``(triton.knobs, triton's active driver)``, imported on the first launch: importing Triton defines its
+    own ``@triton.jit`` library functions, so it must wait until ``TRITON_INTERPRET`` is decided
+    (:mod:`fastconv.env`); ``import fastconv`` imports no Triton."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        from triton import knobs
+        from triton.runtime.driver import driver
+
+        _RUNTIME = (knobs, driver)
+    return _RUNTIME
+
+
 def _current_device() -> int:
-    return driver.active.get_current_device()
+    return _runtime()[1].active.get_current_device()
 
 
 def _current_stream(device: int) -> int:
-    return driver.active.get_current_stream(device)
+    return _runtime()[1].active.get_current_stream(device)
 
 
 class FastLaunch:
@@ -80,7 +121,7 @@ class FastLaunch:
     def __call__(self, tensors: Sequence[Any], make_args: Callable[[], dict[str, Any]]) -> None:
         self.launches += 1
         if not self.enabled:
-            self.fn[self.grid](**make_args(), **self.options)
+            report_compiled(self.fn[self.grid](**make_args(), **self.options))
             return
         device = _current_device()
         key = (device, *[t.data_ptr() % 16 == 0 for t in tensors])
@@ -90,6 +131,7 @@ class FastLaunch:
             compiled = self.fn[self.grid](**args, **self.options)
             if hasattr(compiled, "result"):  # asynchronous compilation mode
                 compiled = compiled.result()
+            report_compiled(compiled)
             names = list(self.fn.arg_names)
             if compiled is not None and set(names) == set(args):
                 values = [args[n] for n in names]
@@ -103,6 +145,7 @@ class FastLaunch:
         for s, t in zip(slots, tensors):
             values[s] = t
         stream = _current_stream(device)
+        knobs = _runtime()[0]
         enter, leave = _hook(knobs.runtime.launch_enter_hook), _hook(knobs.runtime.launch_exit_hook)
         meta = compiled.launch_metadata(self.grid, stream, *values) if enter is not None else None
         compiled.run(*self.grid, stream, compiled.function, compiled.packed_metadata, meta, enter, leave, *values)

@@ -39,8 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..env import cache_dir, triton_version
+from ..gpus import TargetLimits
 from ..kernels.base import StaticVariant
-from ..tuning.configs import TargetLimits
 from .report import ResourceReport
 
 __all__ = [
@@ -54,7 +55,7 @@ CACHE_SCHEMA = 1
 
 def toolchain() -> dict[str, Path]:
     """Paths of ``ptxas``, ``cuobjdump`` and ``nvdisasm`` shipped under ``triton/backends/nvidia/bin``."""
-    import triton
+    import triton  # on use (in a compile worker): importing Triton must wait for the interpreter decision
 
     bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     tools = {name: bin_dir / name for name in ("ptxas", "cuobjdump", "nvdisasm")}
@@ -114,7 +115,7 @@ def compile_options(variant: StaticVariant, maxnreg: int | None = None) -> dict[
 def compile_report(variant: StaticVariant, target: TargetLimits, *,
                    maxnreg: int | None = None) -> ResourceReport:
     """Compile ``variant`` for ``target`` and return what its cubin uses.  Needs ``TRITON_INTERPRET`` off."""
-    import triton
+    import triton  # on use (in a compile worker, interpreter off; see fastconv.env)
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
@@ -177,6 +178,7 @@ def describe(variant: StaticVariant) -> dict[str, Any]:
     return {
         "kernel": variant.kernel, "label": variant.label, "config": variant.config.to_json(),
         "tensor_core": bool(variant.tensor_core), "targets": list(getattr(variant, "targets", None) or []),
+        "mode": getattr(variant, "mode", ""),
         "function": f"{fn.__module__}:{fn.__qualname__}",
         # Triton's own key of the function: its source, the @jit functions it calls, the globals it reads
         "jit_key": getattr(variant.fn, "cache_key", None),
@@ -186,7 +188,7 @@ def describe(variant: StaticVariant) -> dict[str, Any]:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FASTCONV_CACHE_DIR", Path.home() / ".cache" / "fastconv")) / "static"
+    return cache_dir() / "static"
 
 
 class JSONCache:
@@ -211,7 +213,5 @@ class JSONCache:
 
 def hash_key(payload: Any) -> str:
     """The cache key of a JSON-able payload (plus the cache schema, Triton's version and the gate's code)."""
-    import triton
-
-    full = {"schema": CACHE_SCHEMA, "triton": triton.__version__, "gate": gate_digest(), "payload": payload}
+    full = {"schema": CACHE_SCHEMA, "triton": triton_version(), "gate": gate_digest(), "payload": payload}
     return hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:32]

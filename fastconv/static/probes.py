@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ..kernels.base import StaticVariant
-from ..tuning.configs import KernelConfig
+from ..kernels.config import KernelConfig
 
 __all__ = ["probe_dot_kernel", "probe_spill_kernel", "probe_variants", "PROVIDER"]
 

@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from ..tuning.configs import TargetLimits
+from ..gpus import TargetLimits
 
 __all__ = [
     "ResourceReport", "Occupancy", "parse_resource_usage", "parse_sass", "occupancy", "evaluate",
@@ -34,14 +34,9 @@ __all__ = [
 REG_ALLOC_UNIT = 256
 # The driver reserves 1 KB of shared memory per resident block (sm_80 and later).
 SHARED_RESERVED_PER_BLOCK = 1024
-# Resident blocks per SM, CUDA C Programming Guide, "Technical Specifications per Compute Capability":
-# 8.6 and 8.9 allow 16 and 24 blocks per SM, 8.0 and 9.0 allow 32.  TargetLimits has no field for it
-# (tuning/configs.py is not ours); a target may override it through ``extra["max_blocks_per_sm"]``.
-_MAX_BLOCKS_PER_SM = {80: 32, 86: 16, 89: 24, 90: 32}
-
-
 def max_blocks_per_sm(target: TargetLimits) -> int:
-    return int(target.extra.get("max_blocks_per_sm", _MAX_BLOCKS_PER_SM.get(target.capability, 32)))
+    """Resident blocks per SM (``TargetLimits.max_blocks_per_sm``, from the GPU table :mod:`fastconv.gpus`)."""
+    return int(target.extra.get("max_blocks_per_sm", target.max_blocks_per_sm))
 
 
 def tensor_core_opcodes(target: TargetLimits) -> tuple[str, ...]:

@@ -28,6 +28,10 @@ import threading
 import traceback
 from pathlib import Path
 
+from ..gpus import TARGETS
+from .compile import compile_report
+from .variants import describe_provider, resolve
+
 __all__ = ["WorkerPool", "get_pool", "job_timeout", "main"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the fastconv package
@@ -153,9 +157,6 @@ def get_pool(size: int) -> WorkerPool:
 
 
 def _serve(proto) -> None:
-    from ..tuning.configs import TARGETS
-    from .compile import compile_report
-    from .gate import describe_provider, resolve
 
     for line in sys.stdin:
         if not line.strip():

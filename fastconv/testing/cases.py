@@ -13,37 +13,38 @@ from dataclasses import dataclass
 
 import torch
 
+from ..functional import conv2d
 from ..problem import ConvProblem, same_padding  # noqa: F401  (re-exported by fastconv.testing)
 from ..validation import output_channels_last
+from ..vocab import DTYPES, LAYOUTS
+from .tolerance import assert_conv_close
 
 __all__ = ["ConvCase", "LAYOUTS", "WEIGHT_LAYOUTS", "DISTRIBUTIONS", "SIGNS", "with_layout", "make_values",
            "run_case", "same_padding"]
 
-LAYOUTS = ("contiguous", "channels_last", "sliced")
 WEIGHT_LAYOUTS = LAYOUTS
 DISTRIBUTIONS = ("normal", "uniform", "integer")
 SIGNS = ("mixed", "positive", "negative")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def with_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     """``t`` (values unchanged) in a memory layout.
 
-    - ``"contiguous"``: row-major;
-    - ``"channels_last"``: channels innermost (4-D: ``torch.channels_last``; 3-D ``(C, H, W)``: HWC storage);
-    - ``"sliced"``: a view into a larger NaN-filled buffer, offset by one element in every dimension but the
+    - ``"nchw"``: row-major;
+    - ``"nhwc"``: channels innermost (4-D: ``torch.channels_last``; 3-D ``(C, H, W)``: HWC storage);
+    - ``"strided"``: a view into a larger NaN-filled buffer, offset by one element in every dimension but the
       first and with stride 2 along channels and width: not contiguous in any format, and a kernel that reads
       outside the view reads NaN.
     """
-    if layout == "contiguous":
+    if layout == "nchw":
         return t.contiguous()
-    if layout == "channels_last":
+    if layout == "nhwc":
         if t.dim() == 4:
             return t.contiguous(memory_format=torch.channels_last)
         if t.dim() == 3:
             return t.permute(1, 2, 0).contiguous().permute(2, 0, 1)
         return t.contiguous()
-    if layout == "sliced":
+    if layout == "strided":
         if t.dim() == 1:
             big = torch.full((2 * t.shape[0] + 1,), float("nan"), dtype=t.dtype, device=t.device)
             view = big[1::2]
@@ -94,8 +95,8 @@ class ConvCase:
 
     geometry: ConvProblem
     padding: str | None = None
-    layout: str = "contiguous"
-    weight_layout: str = "contiguous"
+    layout: str = "nchw"
+    weight_layout: str = "nchw"
     unbatched: bool = False
     compact: bool = False
     seed: int = 0
@@ -114,13 +115,13 @@ class ConvCase:
             raise ValueError(f"padding must be None, 'same' or 'valid', got {self.padding!r}")
         if self.unbatched and g.batch != 1:
             raise ValueError(f"an unbatched case has batch 1, got {g.batch}")
-        if g.dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {g.dtype!r}; choose one of {tuple(_DTYPES)}")
+        if g.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {g.dtype!r}; choose one of {tuple(DTYPES)}")
 
     # ------------------------------------------------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
-        return _DTYPES[self.geometry.dtype]
+        return DTYPES[self.geometry.dtype].torch
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -149,7 +150,7 @@ class ConvCase:
         x = with_layout(x.to(device=device, dtype=self.dtype), self.layout)
         w = with_layout(w.to(device=device, dtype=self.dtype), self.weight_layout)
         if b is not None:
-            b_layout = "sliced" if self.layout == "sliced" else "contiguous"
+            b_layout = "strided" if self.layout == "strided" else "nchw"
             b = with_layout(b.to(device=device, dtype=self.dtype), b_layout)
         return x, w, b
 
@@ -165,7 +166,7 @@ class ConvCase:
         return dataclasses.replace(self, **changes)
 
     def short(self) -> str:
-        tags = [self.layout if self.weight_layout == "contiguous" else f"{self.layout}/w:{self.weight_layout}"]
+        tags = [self.layout if self.weight_layout == "nchw" else f"{self.layout}/w:{self.weight_layout}"]
         if self.padding is not None:
             tags.append(f"padding={self.padding!r}")
         if self.unbatched:
@@ -183,15 +184,12 @@ class ConvCase:
 def run_case(case: ConvCase, *, backend: str | None = None, precision: str | None = None,
              device: str | torch.device | None = None) -> torch.Tensor:
     """Run ``case`` through :func:`fastconv.conv2d` and assert it against the fp64 reference; return the output."""
-    import fastconv
-
-    from .tolerance import assert_conv_close
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     x, w, b = case.make_inputs(device)
     kwargs = case.conv_kwargs()
-    y = fastconv.conv2d(x, w, b, **kwargs, backend=backend, precision=precision)
+    y = conv2d(x, w, b, **kwargs, backend=backend, precision=precision)
     assert_conv_close(y, x, w, b, **kwargs, precision=precision, problem=case.short(), seed=case.seed,
                       repro=case.repro(backend=backend, precision=precision, device=torch.device(device).type))
     return y

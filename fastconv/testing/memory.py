@@ -54,10 +54,10 @@ def poisoned_allocations():
 
 
 def memory_format(t: torch.Tensor) -> str:
-    """``"contiguous"``, ``"channels_last"``, ``"both"`` (size-1 dims make both hold) or ``"strided"``."""
+    """``"nchw"``, ``"nhwc"``, ``"both"`` (size-1 dims make both hold) or ``"strided"``."""
     c = t.is_contiguous()
     cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
-    return "both" if c and cl else "contiguous" if c else "channels_last" if cl else "strided"
+    return "both" if c and cl else "nchw" if c else "nhwc" if cl else "strided"
 
 
 def layout_mismatch(actual: torch.Tensor, expected: torch.Tensor) -> str | None:

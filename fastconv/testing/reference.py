@@ -48,15 +48,8 @@ def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().to(device="cpu", dtype=torch.float64)
 
 
-def reference_conv2d(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-) -> ConvReference:
+def reference_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1,
+                     padding=0, dilation=1, groups: int = 1) -> ConvReference:
     """fp64 reference of ``F.conv2d(input, weight, bias, stride, padding, dilation, groups)``.
 
     Arguments as :func:`torch.nn.functional.conv2d`; tensors of any dtype, device and strides (they are

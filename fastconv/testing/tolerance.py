@@ -48,7 +48,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..problem import DTYPE_NAMES, ConvProblem
+from ..precision import resolve_precision
+from ..problem import ConvProblem
+from ..vocab import DTYPES, dtype_info
 from .reference import ConvReference, reference_conv2d
 
 __all__ = ["ErrorModel", "ERROR_MODELS", "SAFETY", "error_model", "register_error_model", "ErrorBound",
@@ -91,7 +93,8 @@ def _tiny(dtype: torch.dtype) -> float:
 
 _F32 = dict(u_out=_u(torch.float32), tiny_out=_tiny(torch.float32))
 
-# The one table.  Keys: (dtype name, precision as resolved by fastconv.resolve_precision).
+# The one table.  Keys: (dtype name, precision as resolved by fastconv.precision.resolve_precision); every
+# mode of fastconv.precision.modes() has an entry (tests/test_tolerance.py checks it).
 ERROR_MODELS: dict[tuple[str, str], ErrorModel] = {
     ("float32", "ieee"): ErrorModel(
         "float32", "ieee", u_op=U_FP32, **_F32,
@@ -113,6 +116,11 @@ ERROR_MODELS: dict[tuple[str, str], ErrorModel] = {
         "bfloat16", "native", u_op=0.0, u_out=_u(torch.bfloat16), tiny_out=_tiny(torch.bfloat16),
         why="bf16 x bf16 products are exact in fp32 (8 + 8 significant bits); fp32 accumulation; the output "
             "is rounded to bf16 (u = 2^-8)"),
+    ("float64", "ieee"): ErrorModel(
+        "float64", "ieee", u_op=_u(torch.float64), u_out=_u(torch.float64), tiny_out=_tiny(torch.float64),
+        u_acc=_u(torch.float64), tiny_acc=_tiny(torch.float64),
+        why="fp64 products rounded once (u = 2^-53), fp64 accumulation.  The reference is itself fp64 with "
+            "errors of the same form, so the two bounds add: within the safety factor 2"),
 }
 
 
@@ -125,23 +133,23 @@ def register_error_model(model: ErrorModel) -> ErrorModel:
 def _dtype_name(dtype: torch.dtype | str) -> str:
     if isinstance(dtype, str):
         return dtype
-    try:
-        return DTYPE_NAMES[dtype]
-    except KeyError:
-        raise ValueError(f"no error model for dtype {dtype}; known: {sorted({k[0] for k in ERROR_MODELS})}") from None
+    info = dtype_info(dtype)
+    if info is None:
+        raise ValueError(f"no error model for dtype {dtype}; known: {sorted({k[0] for k in ERROR_MODELS})}")
+    return info.name
 
 
-def error_model(dtype: torch.dtype | str, precision: str | None = None) -> ErrorModel:
+def error_model(dtype: torch.dtype | str, precision: str | None = None, device: torch.device | str = "cuda"
+                ) -> ErrorModel:
     """The model of ``dtype`` computed in ``precision``.
 
-    ``precision=None`` means what :func:`fastconv.conv2d` would use now (:func:`fastconv.resolve_precision`:
-    TF32 for float32 while ``torch.backends.cudnn.allow_tf32`` is set, "native" for half types).
+    ``precision=None`` means what :func:`fastconv.conv2d` would use now on ``device``
+    (:func:`fastconv.precision.resolve_precision`: on CUDA, TF32 for float32 while cuDNN may use it; on the
+    CPU exact float32; "native" for half types, "ieee" for float64).
     """
-    from ..dispatch import resolve_precision
-
     name = _dtype_name(dtype)
-    if name in DTYPE_NAMES.values():
-        precision = resolve_precision(name, precision)
+    if name in DTYPES:
+        precision = resolve_precision(name, precision, device)
     try:
         return ERROR_MODELS[(name, precision)]
     except KeyError:
@@ -312,24 +320,14 @@ def _describe_call(input, weight, bias, stride, padding, dilation, groups) -> st
             f"dilation={dilation}, groups={groups}")
 
 
-def assert_conv_close(
-    actual: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    *,
-    precision: str | None = None,
-    problem: ConvProblem | str | None = None,
-    seed: int | None = None,
-    repro: str | None = None,
-    reference: ConvReference | None = None,
-) -> ConvCheck:
+def assert_conv_close(actual: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1, *,
+                      precision: str | None = None, problem: ConvProblem | str | None = None,
+                      seed: int | None = None, repro: str | None = None,
+                      reference: ConvReference | None = None) -> ConvCheck:
     """Assert that ``actual`` is ``F.conv2d(input, weight, bias, stride, padding, dilation, groups)`` within
-    the error model of ``input.dtype`` computed in ``precision`` (default: what ``fastconv.conv2d`` uses now).
+    the error model of ``input.dtype`` computed in ``precision`` (default: what ``fastconv.conv2d`` uses now
+    on ``input``'s device).
 
     On failure the ``AssertionError`` gives the max abs/rel error, the number and first index of mismatches,
     the norm-wise error, the problem (``problem`` or the call's shapes), the ``seed`` and the ``repro`` line.
@@ -337,7 +335,7 @@ def assert_conv_close(
     """
     ref = reference if reference is not None else reference_conv2d(
         input, weight, bias, stride, padding, dilation, groups)
-    model = error_model(input.dtype, precision)
+    model = error_model(input.dtype, precision, input.device)
     chk = check_conv(actual, ref, model)
     if not chk.passed:
         if problem is None:

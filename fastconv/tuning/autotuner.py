@@ -16,13 +16,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from ..env import cache_dir, triton_version
+from ..kernels import fitness
+from ..kernels.config import KernelConfig
+from ..kernels.launch import watch_spills
 from ..problem import ConvProblem
-from .configs import KernelConfig
+from .timing import CudaEvents, measure
 
-__all__ = ["choose_config", "tuning_report", "TUNING_LOG", "clear_cache", "cache_path", "forced_config"]
+__all__ = ["choose_config", "candidates", "Choice", "tuning_report", "TUNING_LOG", "PRUNED_AT_RUNTIME",
+           "clear_cache", "cache_path", "forced_config", "config_forced"]
 
 
 @dataclass
@@ -37,7 +43,9 @@ class TuningRecord:
 
 
 TUNING_LOG: list[TuningRecord] = []
-_MEMORY: dict[tuple, KernelConfig] = {}
+_MEMORY: dict[tuple, tuple[KernelConfig, str]] = {}  # (cache file, key) -> (config, "disk" | "memory")
+# (kernel, problem, precision, config, spilled registers) of candidates dropped because their binary spilled
+PRUNED_AT_RUNTIME: list[tuple] = []
 _LOCK = threading.Lock()
 _DISK_LOADED: set[Path] = set()
 _FORCED = threading.local()
@@ -79,11 +87,9 @@ def _device_name(device: torch.device) -> str:
 
 
 def cache_path(device: torch.device) -> Path:
-    import triton
-
-    root = Path(os.environ.get("FASTCONV_CACHE_DIR", Path.home() / ".cache" / "fastconv"))
+    root = cache_dir()
     safe = "".join(c if c.isalnum() else "_" for c in _device_name(device))
-    return root / f"tuning-{safe}-triton{triton.__version__}.json"
+    return root / f"tuning-{safe}-triton{triton_version()}.json"
 
 
 def _key_str(kernel: str, problem: ConvProblem, precision: str, layout: str) -> str:
@@ -99,7 +105,7 @@ def _load_disk(path: Path) -> None:
     except (OSError, ValueError):
         return
     for k, v in data.items():
-        _MEMORY[(str(path), k)] = KernelConfig.from_json(v)
+        _MEMORY[(str(path), k)] = (KernelConfig.from_json(v), "disk")
 
 
 def _save_disk(path: Path, key: str, cfg: KernelConfig) -> None:
@@ -128,43 +134,68 @@ def clear_cache(disk: bool = False) -> None:
         TUNING_LOG.clear()
 
 
+class Choice(NamedTuple):
+    """A config choice and where it came from: ``"forced"``, ``"memory"`` / ``"disk"`` (tuned before),
+    ``"timed"`` (tuned now), ``"default"`` (untimed: interpreter, ``FASTCONV_AUTOTUNE=0``, one candidate)."""
+
+    config: KernelConfig
+    source: str
+
+
+def candidates(kernel, problem: ConvProblem, precision: str, device: torch.device) -> list[KernelConfig]:
+    """``kernel.configs(problem, precision)`` minus the configs that spill or do not fit under the installed
+    Triton on ``device``'s architecture (:func:`fastconv.kernels.fitness.pruned`)."""
+    configs = kernel.configs(problem, precision)
+    if not configs:
+        raise RuntimeError(f"fastconv: kernel {kernel.name} has no config that fits {problem.short()}")
+    target = fitness.device_target(device)
+    if target is None:
+        return configs
+    kept = [c for c in configs if fitness.pruned(kernel.name, problem.dtype, precision, c, target) is None]
+    return kept or configs[:1]  # the static gate fails a toolchain that leaves a mode without a config
+
+
 def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run, device: torch.device
-                  ) -> KernelConfig:
+                  ) -> Choice:
     """Pick the config ``kernel`` uses for ``problem``.
 
-    ``run(config)`` launches the kernel once with that config (into a scratch output).  Under the interpreter,
-    or with ``FASTCONV_AUTOTUNE=0``, the first config of ``kernel.configs`` is taken: deterministic, and tests
-    cover the others by forcing each one (:class:`forced_config`).
+    ``run(config)`` launches the kernel once with that config (into a scratch output; None: nothing may be
+    launched).  Under the interpreter, or with ``FASTCONV_AUTOTUNE=0``, the first candidate is taken:
+    deterministic, and tests cover the others by forcing each one (:class:`forced_config`).  On a GPU every
+    candidate is timed; one whose compiled binary spills registers is dropped, never chosen.
     """
     forced = _forced(kernel.name)
     if forced is not None:
-        return forced
-    timed = device.type == "cuda" and os.environ.get("FASTCONV_AUTOTUNE", "1") != "0"
+        return Choice(forced, "forced")
+    timed = device.type == "cuda" and run is not None and os.environ.get("FASTCONV_AUTOTUNE", "1") != "0"
     if timed:
         path = cache_path(device)
         key = _key_str(kernel.name, problem, precision, layout)
         with _LOCK:
+            fresh = path not in _DISK_LOADED
             _load_disk(path)
             hit = _MEMORY.get((str(path), key))
         if hit is not None:
-            return hit
-    configs = kernel.configs(problem, precision)
-    if not configs:
-        raise RuntimeError(f"fastconv: kernel {kernel.name} has no config that fits {problem.short()}")
+            return Choice(hit[0], "disk" if hit[1] == "disk" or fresh else "memory")
+    configs = candidates(kernel, problem, precision, device)
     if not timed or len(configs) == 1:
-        return configs[0]
+        return Choice(configs[0], "default")
 
-    # Device time of each config, with the host kept ahead of the device (fastconv.bench.timing).
+    # Device time of each config, with the host kept ahead of the device (fastconv.tuning.timing).
     # triton.testing.do_bench records its start event right after an L2 clear and then calls, so a call whose
     # host dispatch outlasts the clear is timed partly on the host; on a 13 us problem two processes picked
     # configs 27% apart (H100 gate run, 2026-11-25; see NOTES.md).
-    from ..bench.timing import CudaEvents, measure
 
     timer = CudaEvents(device)
     t0 = time.perf_counter()
     timings = []
     for cfg in configs:
         try:
+            with watch_spills() as spills:
+                run(cfg)  # compiles: a binary that spills under this Triton is never chosen
+            if any(n > 0 for n in spills):
+                PRUNED_AT_RUNTIME.append((kernel.name, problem.short(), str(precision), cfg.name(), max(spills)))
+                continue
             ms = measure({"config": lambda cfg=cfg: run(cfg)}, timer, budget_s=0.02, min_rounds=10, max_rounds=50,
                          warmup=2, first_call=False)["config"].median_ms
         except Exception as exc:  # a config that fails to compile or launch (out of resources) is skipped
@@ -172,16 +203,18 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
                 raise
             ms = float("inf")
         timings.append((ms, cfg))
-    best_ms, best = min(timings, key=lambda t: t[0])
+    if not timings:  # every candidate spilled: the first (the static gate fails such a toolchain)
+        timings.append((float("nan"), configs[0]))
+    best_ms, best = min(timings, key=lambda t: (t[0] != t[0], t[0]))
     if best_ms == float("inf"):
         raise RuntimeError(f"fastconv: no config of {kernel.name} could run {problem.short()}")
     seconds = time.perf_counter() - t0
     with _LOCK:
-        _MEMORY[(str(path), key)] = best
+        _MEMORY[(str(path), key)] = (best, "memory")
         _save_disk(path, key, best)
-        TUNING_LOG.append(TuningRecord(kernel.name, problem.short(), precision, best.name(), seconds,
+        TUNING_LOG.append(TuningRecord(kernel.name, problem.short(), str(precision), best.name(), seconds,
                                        len(configs), "timed"))
-    return best
+    return Choice(best, "timed")
 
 
 def tuning_report() -> list[dict]:

@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .accuracy import Check, check_impl
-from .gpus import Ceilings, precision_class, roofline
-from .problems import BenchCase, BenchInputs, run_impl
-from .timing import Timing, TimingBackend, measure
+import fastconv
 
-__all__ = ["machine_info", "kernel_choice", "direct_skip_reason", "CaseResult", "bench_case", "ImplResult",
+from ..env import interpreter_enabled, triton_version
+from ..tuning.timing import Timing, TimingBackend, measure
+from .accuracy import Check, check_impl
+from .problems import BenchCase, BenchInputs, run_impl
+from .roofline import Ceilings, precision_class, roofline
+
+__all__ = ["machine_info", "stage_plans", "direct_skip_reason", "CaseResult", "bench_case", "ImplResult",
            "DIRECT_MAX_SECONDS", "DIRECT_TFLOPS_ESTIMATE"]
 
 # The seed's kernel is skipped where one call would take longer than this.
@@ -40,11 +43,7 @@ def _nvidia_driver() -> str | None:
 
 def machine_info(device: torch.device | str | None = None) -> dict:
     """GPU name, driver, CUDA, cuDNN, torch and triton versions (``gpu`` is None without a GPU)."""
-    import triton
-
-    from ..validation import interpreter_enabled
-
-    info = {"torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
+    info = {"torch": torch.__version__, "triton": triton_version(), "cuda": torch.version.cuda,
             "gpu": None, "driver": None, "cudnn": None, "interpreter": interpreter_enabled()}
     if torch.cuda.is_available():
         dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
@@ -62,47 +61,24 @@ def machine_info(device: torch.device | str | None = None) -> dict:
     return info
 
 
-def _layout_of(x: torch.Tensor) -> str:
-    if x.is_contiguous():
-        return "nchw"
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return "nhwc"
-    return "strided"
-
-
-def kernel_choice(case: BenchCase, inputs: BenchInputs, impl: str, package=None) -> list[dict]:
-    """Per stage: the kernel, config and precision ``impl`` runs (ask the dispatcher and the autotuner,
-    after a warm-up call so the choice is the cached one).  Errors are reported, never raised."""
+def stage_plans(case: BenchCase, inputs: BenchInputs, impl: str, package=None) -> list[dict]:
+    """Per stage: the kernel, config and precision ``impl`` runs, as ``package``'s :func:`fastconv.plan`
+    reports it (after a warm-up call the choice is the cached one).  Errors are reported, never raised."""
     if impl == "cudnn":
         return [{"kernel": "cudnn", "precision": case.label}]
-    if package is None:
-        import fastconv as package
-    import importlib
-
+    package = package if package is not None else fastconv
     out = []
     try:
-        dispatch = importlib.import_module(package.__name__ + ".dispatch")
-        autotuner = importlib.import_module(package.__name__ + ".tuning.autotuner")
-        validation = importlib.import_module(package.__name__ + ".validation")
         y = inputs.x
         backend = "direct" if impl == "direct" else "auto"
+        precision = case.fastconv_precision
         for s, w, b in zip(case.stages, inputs.weights, inputs.biases):
-            x, _, p = validation.normalize_conv2d_args(y, w, b, (s.stride_h, s.stride_w), s.torch_padding,
-                                                       (s.dil_h, s.dil_w), s.groups)
-            prec = dispatch.resolve_precision(p.dtype, case.precision if case.dtype == "float32" else None)
-            kernel = dispatch.select_kernel(p, prec, backend)
-            fmt = torch.channels_last if p.channels_last else torch.contiguous_format
-            out_buf = torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-
-            def run(cfg, kernel=kernel, x=x, w=w, b=b, p=p, prec=prec, out_buf=out_buf):
-                kernel(x, w, b, p, prec, out_buf, cfg)
-
-            cfg = autotuner.choose_config(kernel, p, prec, _layout_of(x), run, x.device)
-            out.append({"kernel": kernel.name, "config": str(cfg), "precision": prec})
-            y = package.conv2d(y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w),
-                               s.groups, backend=backend,
-                               precision=case.precision if case.dtype == "float32" else None)
-    except Exception as exc:  # the table must still print if a package's internals moved
+            args = (y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w), s.groups)
+            plan = package.plan(*args, backend=backend, precision=precision)
+            out.append({"kernel": plan.kernel, "config": str(plan.config), "precision": str(plan.precision),
+                        "config_source": plan.config_source, "layout_passes": list(plan.layout_passes)})
+            y = package.conv2d(*args, backend=backend, precision=precision)
+    except Exception as exc:  # the table must still print if a package lacks plan() or its internals moved
         out.append({"kernel": "?", "error": f"{type(exc).__name__}: {exc}"})
     return out
 
@@ -226,7 +202,7 @@ def bench_case(
     pclass = precision_class(case.dtype, case.resolved_precision)
     for impl in runnable:
         r = results[impl]
-        r.kernels = kernel_choice(case, inputs, impl, package)
+        r.kernels = stage_plans(case, inputs, impl, package)
         if check:
             r.check = check_impl(case, inputs, impl, package)
         if r.timing is not None:

@@ -1,5 +1,5 @@
 """pytest plugin of :mod:`fastconv.testing` (the repository's ``conftest.py`` loads it; elsewhere use
-``-p fastconv.testing.pytest_plugin``).
+``-p fastconv.testing.pytest_conv``).
 
 - a report header line: the device kernels run on (a GPU, or Triton's interpreter), the Hypothesis profile;
 - tests marked ``gpu`` are skipped, with the reason, where no CUDA device is present;
@@ -15,6 +15,7 @@ import os
 import pytest
 import torch
 
+from ..tuning import autotuner
 from .memory import poisoned_allocations
 
 
@@ -26,7 +27,7 @@ def _device_line() -> str:
 
 
 def pytest_report_header(config) -> list[str]:
-    try:
+    try:  # Hypothesis is optional for this plugin
         from hypothesis import settings
 
         profile = settings.get_current_profile_name()
@@ -60,8 +61,6 @@ def poisoned():
 @pytest.fixture
 def tuning_sandbox(tmp_path, monkeypatch):
     """A private tuning cache directory (``$FASTCONV_CACHE_DIR``) with the in-memory choices cleared."""
-    from ..tuning import autotuner
-
     monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path / "tuning"))
     autotuner.clear_cache()
     yield tmp_path / "tuning"

@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 __all__ = ["TimingBackend", "CudaEvents", "Timing", "measure", "rounds_for_budget", "quantile",
            "default_backend", "hold_for"]
 
@@ -79,8 +81,6 @@ class CudaEvents(TimingBackend):
     name = "cuda-events"
 
     def __init__(self, device=None, flush_bytes: int | None = None):
-        import torch
-
         self.torch = torch
         if device is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -126,8 +126,6 @@ class CudaEvents(TimingBackend):
 
 def default_backend(device) -> TimingBackend | None:
     """The timing backend for ``device``: CUDA events on a GPU, None (not timed) elsewhere."""
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda":
         return CudaEvents(device)

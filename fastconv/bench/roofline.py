@@ -1,106 +1,39 @@
-"""Known GPUs, their compute and bandwidth ceilings, and the roofline that benchmark results are placed on.
+"""The roofline that benchmark results are placed on: the ceilings of a GPU, and where a result sits.
 
-Every ceiling carries its source, because a "% of peak" is only as honest as the peak:
-
-- ``measured``: measured on that card model and recorded here (H100 80GB HBM3: the reference run in
-  ``shared/reference/anchors-h100.json``: TF32 and BF16 8192^3 matmul, device-to-device copy counting bytes
-  read + written);
-- ``datasheet``: the vendor's dense (no sparsity) figure, or the seed's figure for the RTX 4090;
-- ``measured now``: measured on the GPU in this process (:func:`measure_ceilings`), cached per process.
+The GPUs and their recorded ceilings are the one GPU table, :mod:`fastconv.gpus`.  Every ceiling carries its
+source, because a "% of peak" is only as honest as the peak: ``measured`` (recorded in the table), ``datasheet``,
+or ``measured now`` on the GPU in this process (:func:`measure_ceilings`, cached per process).
 
 :func:`ceilings_for` prefers, for each precision, a measurement recorded here, then (on the GPU itself)
 a measurement made now, then the datasheet.  An unknown GPU works: every ceiling is measured at run time.
 
 Precision classes (what the roofline's compute ceiling is for):
 ``"tf32"`` (float32 on tensor cores), ``"fp32"`` (exact float32, CUDA cores: fastconv's ``"ieee"``),
-``"tf32x3"`` (three TF32 products per multiply-add: a third of the TF32 ceiling), ``"bf16"``, ``"fp16"``.
+``"tf32x3"`` (three TF32 products per multiply-add: a third of the TF32 ceiling), ``"bf16"``, ``"fp16"``,
+``"fp64"``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = ["GpuSpec", "Ceilings", "KNOWN_GPUS", "lookup", "ceilings_for", "measure_ceilings",
-           "precision_class", "roofline", "Roofline", "PRECISION_CLASSES"]
+import torch
 
-PRECISION_CLASSES = ("tf32", "fp32", "tf32x3", "bf16", "fp16")
+from ..gpus import lookup
+from ..vocab import DTYPES
 
+__all__ = ["Ceilings", "ceilings_for", "measure_ceilings", "precision_class", "roofline", "Roofline",
+           "PRECISION_CLASSES"]
 
-@dataclass(frozen=True)
-class GpuSpec:
-    """One GPU model.  ``tflops`` maps precision class -> dense TFLOP/s; ``bw_gbs`` is DRAM GB/s.
-
-    ``datasheet`` holds vendor (or seed) figures; ``measured`` holds figures measured on that model,
-    with ``measured_source`` saying where.  Missing entries are measured at run time on the card itself.
-    """
-
-    name: str
-    pattern: str  # regex matched (case-insensitive) against torch.cuda.get_device_name()
-    sm_count: int
-    smem_per_block_kb: int
-    l2_mb: float | None
-    datasheet: dict[str, float]
-    datasheet_source: str
-    measured: dict[str, float] = field(default_factory=dict)
-    measured_source: str = ""
-
-    def matches(self, device_name: str) -> bool:
-        return re.search(self.pattern, device_name, flags=re.IGNORECASE) is not None
-
-
-KNOWN_GPUS: tuple[GpuSpec, ...] = (
-    GpuSpec(
-        name="NVIDIA GeForce RTX 4090",
-        pattern=r"RTX 4090",
-        sm_count=128, smem_per_block_kb=99, l2_mb=72,
-        datasheet={"tf32": 82.6, "bf16": 165.2, "fp16": 165.2, "bw": 1008.0},
-        datasheet_source="the seed's target-GPU sheet (shared/seed), dense tensor-core figures",
-    ),
-    GpuSpec(
-        name="NVIDIA H100 80GB HBM3",
-        pattern=r"H100.*(HBM3|SXM)",
-        sm_count=132, smem_per_block_kb=227, l2_mb=50,
-        datasheet={"tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp32": 66.9, "bw": 3350.0},
-        datasheet_source="NVIDIA H100 SXM datasheet, dense",
-        measured={"tf32": 379.0, "bf16": 683.0, "bw": 3020.0},
-        measured_source="anchors-h100.json: 8192^3 matmul (TF32, BF16) and device copy (read + write)",
-    ),
-    GpuSpec(
-        name="NVIDIA H200",
-        pattern=r"H200",
-        sm_count=132, smem_per_block_kb=227, l2_mb=None,
-        datasheet={"tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp32": 66.9, "bw": 4800.0},
-        datasheet_source="NVIDIA H200 SXM datasheet, dense",
-        measured={"bf16": 790.0, "bw": 4300.0},
-        measured_source="approximate figures from the lead's run on a lent H200 (bf16 matmul, device copy)",
-    ),
-    GpuSpec(
-        name="NVIDIA A100-SXM4-80GB",
-        pattern=r"A100.*SXM.*80",
-        sm_count=108, smem_per_block_kb=163, l2_mb=40,
-        datasheet={"tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "fp32": 19.5, "bw": 2039.0},
-        datasheet_source="NVIDIA A100 80GB SXM datasheet, dense",
-    ),
-)
-
-
-def lookup(device_name: str) -> GpuSpec | None:
-    """The known GPU whose pattern matches ``device_name`` (e.g. ``"NVIDIA H100 80GB HBM3"``), else None."""
-    for spec in KNOWN_GPUS:
-        if spec.matches(device_name):
-            return spec
-    return None
+PRECISION_CLASSES = ("tf32", "fp32", "tf32x3", "bf16", "fp16", "fp64")
 
 
 def precision_class(dtype: str, precision: str) -> str:
     """The roofline precision class of a call, e.g. ``("float32", "ieee") -> "fp32"``."""
-    if dtype == "bfloat16":
-        return "bf16"
-    if dtype == "float16":
-        return "fp16"
+    if dtype != "float32":
+        return DTYPES[dtype].short
     return {"tf32": "tf32", "ieee": "fp32", "tf32x3": "tf32x3"}[precision]
 
 
@@ -171,8 +104,6 @@ def roofline(flops: float, min_bytes: float, seconds: float, ceilings: Ceilings 
 # Measuring ceilings on the card (for unknown GPUs, and for precisions a known GPU has no measurement of).
 # ----------------------------------------------------------------------------------------------------------
 def _time_ms(fn, reps: int = 10) -> float:
-    import torch
-
     fn()
     torch.cuda.synchronize()
     times = []
@@ -188,15 +119,13 @@ def _time_ms(fn, reps: int = 10) -> float:
 
 
 @functools.cache
-def measure_ceilings(device_index: int = 0, which: tuple[str, ...] = ("tf32", "fp32", "bf16", "fp16", "bw")
+def measure_ceilings(device_index: int = 0, which: tuple[str, ...] = ("tf32", "fp32", "bf16", "fp16", "fp64", "bw")
                      ) -> dict[str, float]:
     """Measure ceilings on the GPU now (median of 10): matmuls for TFLOP/s, a device copy for GB/s.
 
     TF32/BF16/FP16 use an 8192^3 matmul; exact fp32 a 4096^3 one (CUDA cores are ~10x slower); the copy
     moves 1 GiB (counted as bytes read + written).  Cached per process and device.
     """
-    import torch
-
     dev = torch.device("cuda", device_index)
     out: dict[str, float] = {}
     saved = torch.backends.cuda.matmul.allow_tf32
@@ -210,9 +139,9 @@ def measure_ceilings(device_index: int = 0, which: tuple[str, ...] = ("tf32", "f
                     out["bw"] = 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
                     del src, dst
                     continue
-                n = 4096 if key == "fp32" else 8192
+                n = 4096 if key in ("fp32", "fp64") else 8192
                 dtype = {"tf32": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
-                         "fp16": torch.float16}[key]
+                         "fp16": torch.float16, "fp64": torch.float64}[key]
                 torch.backends.cuda.matmul.allow_tf32 = key == "tf32"
                 a = torch.randn(n, n, device=dev, dtype=dtype)
                 b = torch.randn(n, n, device=dev, dtype=dtype)
@@ -235,7 +164,7 @@ def ceilings_for(device_name: str, *, device_index: int | None = None, measure: 
     spec = lookup(device_name)
     tflops: dict[str, float] = {}
     sources: dict[str, str] = {}
-    keys = ("tf32", "fp32", "bf16", "fp16", "bw")
+    keys = ("tf32", "fp32", "bf16", "fp16", "fp64", "bw")
     if spec is not None:
         for key in keys:
             if key in spec.measured:

@@ -1,11 +1,15 @@
 """``python -m fastconv inspect``: registers, spills, shared memory and occupancy of every kernel config.
 
 Compiles (or reads from the cache) every static variant of every registered kernel for each target it is
-declared for, prints one row per (variant, target) and exits non-zero when any row fails the gate::
+declared for and prints one row per (variant, target), then the toolchain verdict
+(:mod:`fastconv.static.toolchain`): failing configs are pruned where the installed Triton is a new toolchain
+or recorded them, and the command exits non-zero only on a regression (a config that fails on a supported
+toolchain without being recorded) or a mode left without any passing config::
 
     python -m fastconv inspect                    # sm_89 and sm_90, every kernel
     python -m fastconv inspect --target sm_89 --kernel igemm --failures
     python -m fastconv inspect --json out/static.json
+    python -m fastconv inspect --record           # record the installed Triton's prunes in the package table
 
 No GPU is needed; see :mod:`fastconv.static`.
 """
@@ -17,12 +21,13 @@ import json
 import sys
 from collections import Counter
 
+from .resource_gate import DEFAULT_TARGETS, check, registry_items
+from .toolchain import judge, write_local_record, write_package_record
+
 __all__ = ["configure", "run", "format_table"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .gate import DEFAULT_TARGETS
-
     parser.add_argument("--target", default="all", choices=[*DEFAULT_TARGETS, "all"],
                         help="GPU target to check (default: all = each variant's declared targets)")
     parser.add_argument("--kernel", action="append", default=None, metavar="NAME",
@@ -33,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="compile worker processes (default: $FASTCONV_STATIC_JOBS or the CPU count)")
     parser.add_argument("--no-cache", action="store_true", help="ignore cached reports (still refreshes them)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the installed Triton's failing configs into fastconv/kernels/tables/"
+                             "toolchains.json (makes it a supported toolchain whose prunes are expected)")
 
 
 _COLUMNS = [  # header, width, row -> text
@@ -69,8 +77,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .gate import check, registry_items
-
     targets = None if args.target == "all" else [args.target]
     items = registry_items(args.kernel, use_cache=not args.no_cache, jobs=args.jobs)
     gate = check(items, targets=targets, jobs=args.jobs, use_cache=not args.no_cache)
@@ -82,11 +88,17 @@ def run(args: argparse.Namespace) -> int:
         "not_declared": undeclared,
         "compiled": gate.compiled, "cached": gate.cached, "seconds": round(gate.seconds, 2),
     }
+    verdict = judge(gate)
+    if args.kernel is None and targets is None:  # a whole-registry run: what this machine's tuner prunes
+        write_local_record(verdict)
+    if args.record:
+        print(f"recorded Triton {verdict.version} in {write_package_record(verdict)}")
+    summary["toolchain_ok"] = verdict.ok
     if args.json:
         text = json.dumps({"summary": summary, "rows": shown}, indent=1)
         if args.json == "-":
             print(text)
-            return int(summary["failed"] > 0)
+            return int(not verdict.ok)
         with open(args.json, "w") as f:
             f.write(text + "\n")
     print(format_table(shown))
@@ -98,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if undeclared:
         print(f"{undeclared} variants are not declared for {args.target} (not checked there)")
     print(f"{summary['checked']} (variant, target) pairs from {summary['variants']} variants: "
-          f"{summary['failed']} fail the gate; {summary['compiled']} compiled, {summary['cached']} from cache "
-          f"in {summary['seconds']} s")
+          f"{summary['failed']} fail the resource checks; {summary['compiled']} compiled, {summary['cached']} "
+          f"from cache in {summary['seconds']} s")
+    print(verdict.summary())
     sys.stdout.flush()
-    return int(summary["failed"] > 0)
+    return int(not verdict.ok)

@@ -14,7 +14,7 @@ A :class:`GateItem` is a variant plus optional overrides (bigger blocks, more st
 different ``tensor_core`` flag) and the targets it is declared for: every shipped config must fit both
 ``sm_89`` (RTX 4090) and ``sm_90`` (H100) unless the variant carries a ``targets`` attribute naming fewer.
 :func:`check` reads each (item, target) report from the cache or compiles it in the worker pool, then
-evaluates it against :data:`~fastconv.tuning.configs.TARGETS` (limits apply at evaluation, so changing one
+evaluates it against :data:`~fastconv.gpus.TARGETS` (limits apply at evaluation, so changing one
 needs no recompilation).
 
 Example::
@@ -34,92 +34,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..tuning.configs import TARGETS, KernelConfig, TargetLimits
+from ..gpus import TARGETS, TargetLimits
+from ..kernels import get_kernel, registry
+from ..kernels.config import KernelConfig
 from .compile import JSONCache, hash_key, tree_digest
 from .report import Occupancy, ResourceReport, evaluate, occupancy, tensor_core_opcodes
+from .variants import REGISTRY_PROVIDER, check_overrides
+from .worker import get_pool
 
 __all__ = [
     "DEFAULT_TARGETS", "VariantInfo", "GateItem", "StaticResult", "GateRun", "check", "registry_items",
-    "items_from", "describe_provider", "registry_variants", "resolve", "fingerprint", "apply_overrides",
-    "default_jobs", "REGISTRY_PROVIDER",
+    "items_from", "default_jobs", "REGISTRY_PROVIDER",
 ]
 
 DEFAULT_TARGETS: tuple[str, ...] = ("sm_89", "sm_90")
-REGISTRY_PROVIDER = "fastconv.static.gate:registry_variants"
-_OVERRIDES = ("constexprs", "signature", "num_warps", "num_stages", "tensor_core", "label")
 # What a compilation depends on, of a variant's description (label, flags and targets do not change it).
 _COMPILE_FIELDS = ("function", "jit_key", "signature", "constexprs", "config")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Worker side: providers, fingerprints, overrides on real variants
-# --------------------------------------------------------------------------------------------------------
-
-
-def registry_variants(kernel: str) -> list:
-    """The provider of shipped variants: ``REGISTRY[kernel].static_variants()``."""
-    from ..kernels import get_kernel
-
-    return list(get_kernel(kernel).static_variants())
-
-
-def fingerprint(description: dict) -> str:
-    """A stable identity of a variant, from its :func:`~fastconv.static.compile.describe` output."""
-    return hash_key(description)[:24]
-
-
-def apply_overrides(v, overrides: dict[str, Any]):
-    """A :class:`StaticVariant` with overridden ``constexprs`` and ``signature`` (merged), ``num_warps``,
-    ``num_stages``, ``tensor_core`` and ``label``; the config's block entries follow the constexprs of the
-    same name."""
-    _check_overrides(overrides)
-    cx = {**v.constexprs, **overrides.get("constexprs", {})}
-    sig = {**v.signature, **overrides.get("signature", {})}
-    cfg = KernelConfig.of(num_warps=overrides.get("num_warps", v.config.num_warps),
-                          num_stages=overrides.get("num_stages", v.config.num_stages),
-                          **{k: cx.get(k, val) for k, val in v.config.blocks})
-    return replace(v, constexprs=cx, signature=sig, config=cfg, label=overrides.get("label", v.label),
-                   tensor_core=overrides.get("tensor_core", v.tensor_core))
-
-
-def _check_overrides(overrides: dict[str, Any]) -> None:
-    unknown = set(overrides) - set(_OVERRIDES)
-    if unknown:
-        raise ValueError(f"unknown overrides {sorted(unknown)}; known: {list(_OVERRIDES)}")
-
-
-_PROVIDED: dict[tuple, list] = {}
-
-
-def _provided(provider: str, args: tuple) -> list:
-    key = (provider, tuple(args))
-    if key not in _PROVIDED:
-        module, _, name = provider.partition(":")
-        _PROVIDED[key] = list(getattr(importlib.import_module(module), name)(*args))
-    return _PROVIDED[key]
-
-
-def describe_provider(provider: str, args: tuple) -> list[dict]:
-    """(worker) JSON descriptions, with fingerprints, of every variant ``provider(*args)`` returns."""
-    from .compile import describe
-
-    out = []
-    for v in _provided(provider, tuple(args)):
-        d = describe(v)
-        out.append({**d, "fingerprint": fingerprint(d)})
-    return out
-
-
-def resolve(ref: list | tuple, fp: str, overrides: dict[str, Any]):
-    """(worker) The variant of ``ref`` (``[provider, args]``) with fingerprint ``fp``, overrides applied."""
-    from .compile import describe
-
-    provider, args = ref
-    for v in _provided(provider, tuple(args)):
-        if fingerprint(describe(v)) == fp:
-            return apply_overrides(v, overrides)
-    raise LookupError(f"{provider}{tuple(args)} provides no variant with fingerprint {fp} "
-                      "(static_variants() must be deterministic)")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -150,6 +80,11 @@ class VariantInfo:
         return self.data["tensor_core"]
 
     @property
+    def mode(self) -> str:
+        """``dtype/precision`` the variant serves (``dtype/*``: any precision), see fastconv.kernels.fitness."""
+        return self.data.get("mode", "")
+
+    @property
     def constexprs(self) -> dict[str, str]:
         """Constexpr name -> ``repr`` of its value."""
         return dict(self.data["constexprs"])
@@ -164,7 +99,7 @@ class VariantInfo:
 
     def with_overrides(self, overrides: dict[str, Any]) -> VariantInfo:
         """The description of the overridden variant (mirrors :func:`apply_overrides`)."""
-        _check_overrides(overrides)
+        check_overrides(overrides)
         if not overrides:
             return self
         cx = {**self.constexprs, **{k: repr(v) for k, v in overrides.get("constexprs", {}).items()}}
@@ -253,8 +188,6 @@ class _Stats:
 
 def _describe_all(refs: list[tuple[str, tuple]], cache: JSONCache, use_cache: bool, jobs: int,
                   stats: _Stats) -> dict[tuple, list[dict]]:
-    from .worker import get_pool
-
     out, keys, todo = {}, {}, []
     for ref in refs:
         keys[ref] = "variants-" + hash_key({"provider": ref[0], "args": list(ref[1]),
@@ -284,9 +217,7 @@ def items_from(provider: str, *args: Any, cache: JSONCache | None = None, use_ca
 def registry_items(kernels: list[str] | None = None, *, cache: JSONCache | None = None,
                    use_cache: bool = True, jobs: int | None = None) -> list[GateItem]:
     """Gate items for every static variant of every registered kernel (or of ``kernels``)."""
-    from ..kernels import REGISTRY, get_kernel
-
-    names = list(REGISTRY) if kernels is None else [get_kernel(k).name for k in kernels]
+    names = list(registry()) if kernels is None else [get_kernel(k).name for k in kernels]
     return _items([(REGISTRY_PROVIDER, (name,)) for name in names], cache, use_cache, jobs)
 
 
@@ -363,8 +294,6 @@ def default_jobs() -> int:
 def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None = None,
           jobs: int | None = None, use_cache: bool = True, cache: JSONCache | None = None) -> GateRun:
     """Check every item on each of its declared targets (restricted to ``targets`` when given)."""
-    from .worker import get_pool
-
     t0 = time.perf_counter()
     if targets is not None:
         unknown = sorted(set(targets) - set(TARGETS))

@@ -1,5 +1,5 @@
-"""pytest plugin for GPU benchmarks on top of pytest-benchmark (load with ``-p fastconv.bench.pytest_plugin``
-or ``pytest_plugins = ["fastconv.bench.pytest_plugin"]``).
+"""pytest plugin for GPU benchmarks on top of pytest-benchmark (load with ``-p fastconv.bench.pytest_bench``
+or ``pytest_plugins = ["fastconv.bench.pytest_bench"]``).
 
 Fixtures:
 
@@ -29,6 +29,16 @@ import functools
 import math
 
 import pytest
+import torch
+
+from ..env import interpreter_enabled
+from ..precision import FLOAT32_PRECISIONS
+from ..tuning.timing import CudaEvents, measure
+from ..vocab import DTYPES
+from .case_runner import bench_case
+from .case_runner import machine_info as info
+from .problems import BENCH_LAYOUTS, SMOKE, select
+from .roofline import ceilings_for, roofline
 
 __all__ = ["device_clock", "GpuBenchmark"]
 
@@ -44,9 +54,6 @@ def device_clock() -> float:
 # Options, parametrisation, markers
 # ----------------------------------------------------------------------------------------------------------
 def pytest_addoption(parser):
-    from ..dispatch import FLOAT32_PRECISIONS
-    from .problems import DTYPES, LAYOUTS
-
     group = parser.getgroup("fastconv-bench", "fastconv GPU benchmarks")
     group.addoption("--bench-quick", action="store_true", default=False,
                     help="benchmark only the quick subset of the catalogue")
@@ -54,17 +61,13 @@ def pytest_addoption(parser):
                     help="comma-separated problem names or groups (kernelbench, resnet50, latency, quick, "
                          "gate)")
     group.addoption("--bench-dtype", default="float32", choices=list(DTYPES))
-    group.addoption("--bench-layout", default="nchw", choices=list(LAYOUTS))
+    group.addoption("--bench-layout", default="nchw", choices=list(BENCH_LAYOUTS))
     group.addoption("--bench-precision", default=None, choices=list(FLOAT32_PRECISIONS),
                     help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
 
 
 def _timed_device():
     """The CUDA device benchmarks are timed on, or None (no GPU, or Triton's interpreter is on)."""
-    import torch
-
-    from ..validation import interpreter_enabled
-
     if not torch.cuda.is_available() or interpreter_enabled():
         return None
     return torch.device("cuda", torch.cuda.current_device())
@@ -79,18 +82,11 @@ def _timed_setup():
 
 @functools.cache
 def _cuda_setup(index: int):
-    import torch
-
-    from .gpus import ceilings_for
-    from .timing import CudaEvents
-
     device = torch.device("cuda", index)
     return device, CudaEvents(device), ceilings_for(torch.cuda.get_device_name(device), device_index=index)
 
 
 def _cases(config):
-    from .problems import SMOKE, select
-
     dtype, layout = config.getoption("bench_dtype"), config.getoption("bench_layout")
     precision = config.getoption("bench_precision")
     asked = config.getoption("bench_problems")
@@ -100,7 +96,7 @@ def _cases(config):
         problems = tiny or list(SMOKE)
     else:
         problems = select(asked, quick=config.getoption("bench_quick"))
-    return [p.case(dtype, layout, precision if dtype == "float32" else None) for p in problems]
+    return [p.case(dtype, layout, precision) for p in problems]
 
 
 def pytest_generate_tests(metafunc):
@@ -126,8 +122,6 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from .harness import machine_info as info
-
     machine_info["fastconv"] = info()
 
 
@@ -193,9 +187,6 @@ class GpuBenchmark:
         picks the compute ceiling); ``reference`` adds ``speedup_vs_reference``.  Without a GPU ``fn``
         runs once and nothing is timed.
         """
-        from .gpus import roofline
-        from .timing import measure
-
         if not self.timed:
             self.extra_info["timed"] = False
             self.benchmark.disabled = True
@@ -227,8 +218,6 @@ def gpu_benchmark(benchmark, request):
 def conv_bench(gpu_benchmark, request):
     """``conv_bench(case, impl)``: benchmark one catalogue case with ``"fastconv"``, ``"cudnn"`` or
     ``"direct"`` (fastconv and direct interleaved with cuDNN for the speedup), check it against fp64."""
-    from .harness import bench_case
-
     counts = request.config._fastconv_bench_counts
 
     def run(case, impl: str):
@@ -238,8 +227,6 @@ def conv_bench(gpu_benchmark, request):
                     precision=case.resolved_precision, impl=impl)
         impls = [impl] if impl == "cudnn" else [impl, "cudnn"]
         if not gpu_benchmark.timed:
-            import torch
-
             device = gpu_benchmark.setup[0] if gpu_benchmark.setup else torch.device("cpu")
             holder = {}
 

@@ -32,6 +32,7 @@ def jit_specialization(args: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
     compile step marks every pointer 16-byte aligned); integers give ``"i32"``/``"i64"``, with ``":16"`` when
     divisible by 16, or a constexpr when equal to 1; floats ``"fp32"``; ``None`` a constexpr.
     """
+    # Triton is imported on use, not with fastconv (see fastconv.env)
     from triton.backends.compiler import BaseBackend
     from triton.runtime.jit import native_specialize_impl
 
