@@ -102,6 +102,15 @@ def convs(model) -> list[nn.Conv2d]:
 # ----------------------------------------------------------------------------------------------------------
 # Checking a converted network
 # ----------------------------------------------------------------------------------------------------------
+def resolved(dtype: str, precision: str | None, device: torch.device) -> str:
+    """What fastconv resolves ``precision`` to for ``dtype`` on ``device`` (given the device where
+    ``resolve_precision`` takes one: the default may differ per device)."""
+    try:
+        return str(fastconv.resolve_precision(dtype, precision, device))
+    except TypeError:
+        return str(fastconv.resolve_precision(dtype, precision))
+
+
 def run_checked(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
     """``model(x)``, checking every fastconv conv of it against the fp64 reference of the input it got (and
     torch's output layout); returns the output and the sum of the layers' norm-wise relative bounds."""
@@ -110,8 +119,7 @@ def run_checked(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]
     def hook(m, args, out):
         (a,) = args
         # what this call resolved; under autocast the conv ran in the output's (lower) dtype
-        precision = fastconv.resolve_precision(DTYPE_NAMES[out.dtype], m.precision if out.dtype == torch.float32
-                                               else None)
+        precision = resolved(DTYPE_NAMES[out.dtype], m.precision if out.dtype == torch.float32 else None, a.device)
         records.append((m, a.detach().to(out.dtype, copy=True), out.detach().clone(), precision))
 
     layers = [m for m in model.modules() if isinstance(m, fastconv.Conv2d)]

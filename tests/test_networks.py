@@ -262,3 +262,5 @@ def test_cli_without_gpu_checks_one_stand_in_and_writes_json(tmp_path, capsys):
         main(["networks", "--layout", "nchw,hwcn"])
     with pytest.raises(SystemExit):
         main(["networks", "--batch", "0"])
+    with pytest.raises(SystemExit):
+        main(["networks", "--precision", "fp8"])

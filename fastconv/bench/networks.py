@@ -61,6 +61,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The fastconv internals this module uses, all here (the package is being reorganised: one place to follow it).
+# The timing module is found by _timing(), the tuner's log by _tuning_log_length(); the rest is public API.
+from ..validation import interpreter_enabled, normalize_conv2d_args
+from .accuracy import check_stage, impl_precision
+from .harness import kernel_choice, machine_info
+from .problems import BenchInputs, BenchProblem
+
 __all__ = ["Network", "NetworkUnavailable", "NETWORKS", "TORCHVISION", "STAND_INS", "select", "bench_network",
            "layer_breakdown", "kernel_times", "layout_pass_summary", "LAYOUT_KERNELS", "format_table",
            "networks_md", "with_networks_section", "carry_networks_section", "configure", "run"]
@@ -300,6 +307,25 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def resolved_precision(dtype: str, precision: str | None, device: torch.device | str) -> str:
+    """The arithmetic fastconv uses for ``dtype`` on ``device`` (``fastconv.resolve_precision``, given the
+    device where it takes one: its default may differ per device)."""
+    import fastconv
+
+    try:
+        return str(fastconv.resolve_precision(dtype, precision, torch.device(device)))
+    except TypeError:  # resolve_precision(dtype, precision): one default for every device
+        return str(fastconv.resolve_precision(dtype, precision))
+
+
+def _precision_arg(text: str) -> str:
+    try:
+        resolved_precision("float32", text, "cuda")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
     """Norm-wise ``||y - ref|| / ||ref||``, in float64 on ``ref``'s device."""
     y64 = y.detach().to(device=ref.device, dtype=torch.float64)
@@ -435,9 +461,6 @@ def _layer_args(m: nn.Conv2d, a: torch.Tensor):
 
 def _layer_case(name: str, a, w, b, conv_args, dtype: str, precision: str | None):
     """The layer as a single-stage benchmark case (for the harness's kernel choice and error models)."""
-    from ..validation import normalize_conv2d_args
-    from .problems import BenchProblem
-
     _, _, p = normalize_conv2d_args(a, w, b, *conv_args)
     layout = "nhwc" if p.channels_last else "nchw"
     template = p.replace(dtype="float32", channels_last=False)
@@ -451,10 +474,6 @@ def layer_breakdown(original: nn.Module, converted: nn.Module, x: torch.Tensor, 
     module at the same path), on the input it receives in ``original(x)``; timed with ``timer`` (None: not
     timed), checked against fp64 by the tolerance model.  Rows sorted by time lost (fastconv - cuDNN), largest
     first (in module order when not timed)."""
-    from .accuracy import check_stage, impl_precision
-    from .harness import kernel_choice
-    from .problems import BenchInputs
-
     inputs = capture_conv_inputs(original, x)
     rows = []
     for order, (name, a) in enumerate(inputs.items()):
@@ -556,7 +575,7 @@ def bench_network(
         raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
     device = torch.device(device)
     tdtype = _DTYPES[dtype]
-    resolved = fastconv.resolve_precision(dtype, precision if dtype == "float32" else None)
+    resolved = resolved_precision(dtype, precision if dtype == "float32" else None, device)
     fast_precision = resolved if dtype == "float32" else None  # explicit: independent of the flags set below
     if profile is None:
         profile = device.type == "cuda"
@@ -845,8 +864,6 @@ def _layouts(text: str) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..dispatch import FLOAT32_PRECISIONS
-
     parser.add_argument("--networks", default="all", metavar="NAMES",
                         help=f"comma-separated: {', '.join(TORCHVISION)}, their tiny_* stand-ins, all (default), "
                              "tiny")
@@ -855,9 +872,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", type=_layouts, default=["nchw", "nhwc"], metavar="nchw,nhwc|both",
                         help="memory formats of model and input (default both)")
     parser.add_argument("--dtype", default="float32", choices=list(_DTYPES))
-    parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
-                        help="fastconv's float32 precision (default: PyTorch's flags, i.e. tf32); cuDNN runs TF32 "
-                             "only when fastconv does")
+    parser.add_argument("--precision", default=None, type=_precision_arg, metavar="tf32|ieee|tf32x3",
+                        help="fastconv's float32 precision (default: what fastconv.conv2d resolves, i.e. tf32 at "
+                             "PyTorch's default flags); cuDNN runs TF32 only when fastconv does")
     parser.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false",
                         help="run cuDNN at PyTorch's default (no per-shape autotuning)")
     parser.add_argument("--budget", type=float, default=1.0, metavar="S",
@@ -881,8 +898,6 @@ def _row_key(r: dict) -> tuple:
 
 
 def _machine() -> dict:
-    from .harness import machine_info
-
     info = machine_info(None)
     try:
         import torchvision
@@ -900,10 +915,6 @@ def _write_json(path: Path, report: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import fastconv
-
-    from ..validation import interpreter_enabled
-
     gpu = torch.cuda.is_available() and not interpreter_enabled()
     if args.update_benchmarks_md and not gpu:
         print("fastconv networks: --update-benchmarks-md needs a GPU (nothing is timed in the interpreter)",
@@ -925,7 +936,7 @@ def run(args: argparse.Namespace) -> int:
               "checked against fp64.\nTimes are NOT measured: interpreter times say nothing about GPU "
               "performance.", file=sys.stderr)
     precision = args.precision if args.dtype == "float32" else None
-    resolved = fastconv.resolve_precision(args.dtype, precision)
+    resolved = resolved_precision(args.dtype, precision, "cuda" if gpu else "cpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "networks.json"
