@@ -155,6 +155,27 @@ def test_a_failing_fastconv_layer_makes_the_row_wrong(monkeypatch):
     assert N._status(row).startswith("WRONG: 0, 2, 5, 7")
 
 
+class Doubled(nn.Conv2d):
+    """A conv subclass with its own forward: fastconv.convert must leave it on torch."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_a_network_written_here_with_a_conv_convert_must_leave_alone():
+    net = N.Network("mine", lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), Doubled(4, 4, 1),
+                                                  nn.Conv2d(4, 4, 3, 2, 1, padding_mode="reflect")),
+                    input_size=8, source="test")
+    row = N.bench_network(net, 1, "nchw", device=DEVICE)
+    assert (row["convs"], row["converted"]) == (3, 2) and row["layers_ok"]
+    assert N._status(row) == "ok (2 of 3 convs converted)"
+    kernels = {x["name"]: x["kernel"] for x in row["layers"]}
+    assert kernels["2"] == "not converted (Doubled runs on torch)" and kernels["3"] != kernels["2"]
+    ok = {x["name"]: x["fastconv_ok"] for x in row["layers"]}
+    assert ok == {"0": True, "2": None, "3": True}  # the reflect-padded layer is checked padded; "2" is no conv
+    assert N.layer_table_rows(row, None)[1][1][-1] == "n/a"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Profiler parsing
 # ----------------------------------------------------------------------------------------------------------
@@ -243,7 +264,10 @@ def test_markdown_section_is_replaced_in_place_and_survives_a_bench_rewrite(tmp_
 def test_cli_without_gpu_checks_one_stand_in_and_writes_json(tmp_path, capsys):
     if DEVICE.type == "cuda":
         pytest.skip("the CLI times on a GPU; its CPU path is what is tested here")
-    rc = main(["networks", "--networks", "vgg16", "--layout", "nchw", "--out", str(tmp_path)])
+    rc = main(["networks", "--networks", "vgg16", "--layout", "nchw", "--out", str(tmp_path), "--max-minutes", "0"])
+    assert rc == 0 and "INCOMPLETE: 1 of 1 rows not run" in capsys.readouterr().out
+    assert json.loads((tmp_path / "networks.json").read_text())["rows"] == []
+    rc = main(["networks", "--networks", "vgg16", "--layout", "nchw", "--out", str(tmp_path), "--resume"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "NOT TIMED" in out and "tiny_vgg16" in out and " ms" not in out

@@ -412,7 +412,10 @@ def layout_pass_summary(kernels: dict[str, dict], iterations: int, patterns: Ite
     }
 
 
-def _profile(fn: Callable[[], object], device: torch.device, iterations: int = 3) -> dict[str, dict]:
+_PROFILED = 3  # forwards per profile
+
+
+def _profile(fn: Callable[[], object], device: torch.device, iterations: int) -> dict[str, dict]:
     from torch.profiler import ProfilerActivity, profile
 
     _sync(device)
@@ -473,7 +476,9 @@ def layer_breakdown(original: nn.Module, converted: nn.Module, x: torch.Tensor, 
     """Every conv layer of ``original`` alone, cuDNN (``original``'s module) against fastconv (``converted``'s
     module at the same path), on the input it receives in ``original(x)``; timed with ``timer`` (None: not
     timed), checked against fp64 by the tolerance model.  Rows sorted by time lost (fastconv - cuDNN), largest
-    first (in module order when not timed)."""
+    first (in call order when not timed).  A conv that ``convert`` left on torch says so in its ``kernel``."""
+    import fastconv
+
     inputs = capture_conv_inputs(original, x)
     rows = []
     for order, (name, a) in enumerate(inputs.items()):
@@ -491,7 +496,11 @@ def layer_breakdown(original: nn.Module, converted: nn.Module, x: torch.Tensor, 
                 except Exception as exc:  # reported in the row; the other side still runs
                     row["error" if impl == "fastconv" else "cudnn_error"] = _error_text(exc)
                     del fns[impl]
-            if "fastconv" in fns:
+            converted_layer = isinstance(mods["fastconv"], fastconv.Conv2d)
+            if not converted_layer:  # its own forward, not a plain conv: nothing to check it against
+                row["kernel"] = f"not converted ({type(mods['fastconv']).__name__} runs on torch)"
+                row["fastconv_ok"] = None
+            elif "fastconv" in fns:
                 choice = kernel_choice(case, BenchInputs(pa, [w], [b]), "fastconv")
                 row["kernel"] = " + ".join(c.get("kernel", "?") for c in choice)
                 row["config"] = " + ".join(c.get("config", "") or "" for c in choice) or None
@@ -501,7 +510,7 @@ def layer_breakdown(original: nn.Module, converted: nn.Module, x: torch.Tensor, 
                 for impl, tm in t.items():
                     row[f"{impl}_ms"] = tm.median_ms
                     row[f"{impl}_host_us"] = tm.host_us_median
-            if check:
+            if check and converted_layer:
                 for impl, y in outs.items():
                     c = check_stage(pa, w, b, y, *conv_args, impl_precision(case, impl))
                     row[f"{impl}_rel_error"], row[f"{impl}_ok"] = c.error, c.ok
@@ -595,7 +604,8 @@ def bench_network(
         if calibrate:
             _calibrate_batchnorm(original, net.input_shape(8), device, seed)
         original = original.to(dtype=tdtype, memory_format=fmt).eval()
-        converted = fastconv.convert(copy.deepcopy(original), precision=fast_precision)
+        # strict=False: a conv subclass with its own forward stays on torch (counted: converted < convs)
+        converted = fastconv.convert(copy.deepcopy(original), precision=fast_precision, strict=False)
         row["convs"] = sum(isinstance(m, nn.Conv2d) for m in original.modules())
         row["converted"] = sum(isinstance(m, fastconv.Conv2d) for m in converted.modules())
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -647,18 +657,15 @@ def bench_network(
 
         # -- layout passes ---------------------------------------------------------------------------------
         if profile:
-            row["layout_passes"] = {impl: layout_pass_summary(_profile(fn, device), 3, LAYOUT_KERNELS[impl])
-                                    for impl, fn in fns.items()}
+            row["layout_passes"] = {impl: layout_pass_summary(_profile(fn, device, _PROFILED), _PROFILED,
+                                                              LAYOUT_KERNELS[impl]) for impl, fn in fns.items()}
 
         # -- per layer -------------------------------------------------------------------------------------
         if layers:
             row["layers"] = layer_breakdown(original, converted, x, timer, dtype=dtype, precision=fast_precision,
                                             budget_s=layer_budget_s, rounds=layer_rounds, warmup=warmup)
-            row["layers_ok"] = all(r.get("fastconv_ok", False) and r["error"] is None for r in row["layers"])
-    del original, converted, x
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return row
+            row["layers_ok"] = all(r["error"] is None and r.get("fastconv_ok") in (True, None) for r in row["layers"])
+    return row  # the models go with this frame (run() empties the CUDA cache between rows)
 
 
 def row_ok(row: dict) -> bool:
@@ -686,10 +693,12 @@ def _status(row: dict) -> str:
     if fast.get("error"):
         return "ERROR " + fast["error"]
     layers = row.get("layers")
+    partial = (f" ({row['converted']} of {row['convs']} convs converted)"
+               if row.get("converted", 0) < row.get("convs", 0) else "")
     if layers is None:
-        return "ok (layers not checked)"
-    bad = [r["name"] for r in layers if not r.get("fastconv_ok") or r.get("error")]
-    return "ok" if not bad else f"WRONG: {', '.join(bad)}"
+        return "ok (layers not checked)" + partial
+    bad = [r["name"] for r in layers if r.get("fastconv_ok") is False or r.get("error")]
+    return ("ok" if not bad else f"WRONG: {', '.join(bad)}") + partial
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -746,8 +755,8 @@ def layer_table_rows(row: dict, top: int | None = 5) -> tuple[list[str], list[li
             rows.append([x["name"], x["problem"], kernel, _f(x.get("cudnn_ms"), ".3f"), _f(x.get("fastconv_ms"), ".3f"),
                          _f(x.get("lost_ms"), "+.3f"), _f(x.get("speedup"), ".2f") + "x", errs])
         else:
-            rows.append([x["name"], x["problem"], kernel, errs, _f(x.get("tolerance"), ".1e"),
-                         "yes" if x.get("fastconv_ok") and not x.get("error") else "NO"])
+            ok = "NO" if x.get("error") or x.get("fastconv_ok") is False else "yes" if x.get("fastconv_ok") else "n/a"
+            rows.append([x["name"], x["problem"], kernel, errs, _f(x.get("tolerance"), ".1e"), ok])
     return head, rows
 
 
@@ -889,6 +898,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/networks", help="output directory (default out/networks)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the finished rows of <out>/networks.json and run only the missing ones")
+    parser.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                        help="start no new row after M minutes (then continue with --resume)")
     parser.add_argument("--update-benchmarks-md", nargs="?", const="BENCHMARKS.md", default=None, metavar="PATH",
                         help="write the Networks section of BENCHMARKS.md (or PATH); GPU runs only")
 
@@ -964,12 +975,16 @@ def run(args: argparse.Namespace) -> int:
     }
     plan = [(n, b, lay) for n in nets for lay in layouts for b in batches]
     t_start = time.perf_counter()
+    left = 0
     for i, (net, batch, layout) in enumerate(plan, 1):
         key = (net.name, batch, layout, args.dtype, resolved, args.cudnn_benchmark)
         head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:7.1f}s] {net.name} batch {batch} {layout}"
         if key in done:
             report["rows"].append(done[key])
             print(f"{head}: kept from {path}", file=sys.stderr)
+            continue
+        if args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes:
+            left += 1
             continue
         print(f"{head} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -983,6 +998,8 @@ def run(args: argparse.Namespace) -> int:
                    "precision": resolved, "cudnn_benchmark": args.cudnn_benchmark, "timed": gpu,
                    "skipped": None, "error": _error_text(exc)}
             torch.cuda.empty_cache()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         row["wall_s"] = time.perf_counter() - t0
         report["rows"].append(row)
         _write_json(path, report)
@@ -991,8 +1008,12 @@ def run(args: argparse.Namespace) -> int:
             f"cuDNN {_f((row.get('cudnn') or {}).get('median_ms'), '.3f')} ms, fastconv "
             f"{_f(f.get('median_ms'), '.3f')} ms ({_f(row.get('speedup'), '.2f')}x), {_status(row)}")
         print(f"{head}: {summary} [{row['wall_s']:.1f}s]", file=sys.stderr, flush=True)
+    report["rows_not_run"] = left
     _write_json(path, report)
     print()
+    if left:
+        print(f"INCOMPLETE: {left} of {len(plan)} rows not run (--max-minutes {args.max_minutes:g}); run the same "
+              "command with --resume to continue.")
     if not gpu:
         print("NOT TIMED: Triton interpreter run of the tiny stand-ins (no GPU); correctness against fp64 only.")
     print(format_table(report, args.top))
