@@ -632,8 +632,9 @@ def bench_network(
                 s.pop("first_call_s", None)
 
         # -- errors against the fp64 original ------------------------------------------------------------
-        reference = copy.deepcopy(original).double()
-        ref = reference(x.double())
+        # in NCHW: the same values, and cuDNN has no channels_last float64 path (torch would convert per layer)
+        reference = copy.deepcopy(original).to(dtype=torch.float64, memory_format=torch.contiguous_format)
+        ref = reference(x.to(torch.float64).contiguous())
         del reference
         for impl, y in outs.items():
             sides[impl]["rel_error"] = rel_error(y, ref)
