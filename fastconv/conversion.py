@@ -38,7 +38,8 @@ its own parameters (copies), so share nothing with the original by design.
 
 The converted modules compute what :func:`fastconv.conv2d` computes: float32, float16 and bfloat16 on CUDA
 (or on the CPU in Triton's interpreter); there is no silent fallback to torch for other dtypes or devices.
-Convert before ``torch.compile``, not after.
+Convert before ``torch.compile``, not after.  A whole converted model saved with ``torch.save(model)`` names
+``fastconv.Conv2d`` and needs fastconv to load; its ``state_dict()`` does not (it is torch's).
 """
 
 from __future__ import annotations
