@@ -6,6 +6,7 @@ Commands (each implemented beside the code it drives, and imported only when use
   ``direct`` kernel.  Without a GPU: a small problem in Triton's interpreter, compared with ``F.conv2d``.
 - ``bench``: the benchmark table, JSON and chart (:mod:`fastconv.bench.runner`).
 - ``gate``: the A/B performance and correctness gate for CI (:mod:`fastconv.bench.perf_gate`).
+- ``networks``: whole-network forward passes, ``fastconv.convert`` against cuDNN (:mod:`fastconv.bench.networks`).
 - ``inspect``: the static resource gate: every kernel config per target GPU (:mod:`fastconv.static`).
 """
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "demo": ("fastconv.demo", "run a problem against torch (the main job)"),
     "bench": ("fastconv.bench.runner", "benchmark fastconv against cuDNN and the seed"),
     "gate": ("fastconv.bench.perf_gate.cli", "A/B performance + correctness gate against a baseline"),
+    "networks": ("fastconv.bench.networks", "whole networks (torchvision) converted to fastconv against cuDNN"),
     "inspect": ("fastconv.static.inspect_cli", "registers/spills/shared memory/occupancy of every kernel config"),
 }
 

@@ -50,7 +50,7 @@ def impl_precision(case: BenchCase, impl: str) -> str:
     """The arithmetic ``impl`` uses on ``case`` (what its error model is): cuDNN per
     :func:`cudnn_precision`; the seed's kernel computes exact fp32 products; fastconv the case's."""
     if case.dtype != "float32":
-        return "native"
+        return case.resolved_precision  # one arithmetic per dtype: "native" for halves, "ieee" for float64
     if impl == "cudnn":
         return cudnn_precision(case)
     if impl == "direct":

@@ -249,7 +249,9 @@ def run(args: argparse.Namespace) -> int:
             latest = md_path.parent / "benchmarks" / "latest.json"
             latest.write_text(json.dumps(report, indent=1, default=str))
             rel_chart = "benchmarks/latest.png"
-        md_path.write_text(benchmarks_md(report, rel_chart))
+        from .networks import carry_networks_section  # keep the section `fastconv networks` writes
+
+        md_path.write_text(carry_networks_section(md_path, benchmarks_md(report, rel_chart)))
         print(f"wrote {md_path}")
     wrong = [f"{r['id']} {impl}" + (f" ({d['error']})" if d.get("error") else "")
              for r in report["results"] for impl, d in r["impls"].items()
