@@ -53,7 +53,12 @@ def _pair(name: str, value, *, allow_zero: bool) -> tuple[int, int]:
 
 
 def output_channels_last(input: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether torch returns a channels_last output for these operands (input or weight suggests it)."""
+    """Whether torch returns a channels_last output for these operands: when the input or the weight suggests
+    it, except for float64 on CUDA, where ATen's cuDNN path keeps float64 in NCHW
+    (``cudnn_conv_suggest_memory_format``; its other CUDA paths for float64 write contiguous outputs too)."""
+    if input.device.type == "cuda" and torch.float64 in (input.dtype, weight.dtype):
+        return False
+
     def suggests_cl(t: torch.Tensor) -> bool:
         if t.dim() != 4:
             return False
