@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     conv_args = ((p.stride_h, p.stride_w), (p.pad_h, p.pad_w), (p.dil_h, p.dil_w), p.groups)
 
     ref = reference_conv2d(x[:1], w, None, *conv_args)  # one sample: enough to judge, cheap in fp64
-    fp32_mode = "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    fp32_mode = "tf32" if gpu and torch.backends.cudnn.allow_tf32 else "ieee"  # torch's (and fastconv's) default
     impls = [
         ("cuDNN (F.conv2d)" if gpu else "torch (F.conv2d)", lambda: F.conv2d(x, w, None, *conv_args),
          fp32_mode if gpu else "ieee"),

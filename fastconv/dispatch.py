@@ -7,8 +7,9 @@
 - ``"ieee"``: exact float32 products (no tensor cores);
 - ``"tf32x3"``: three TF32 products that recover near-float32 accuracy on tensor cores.
 
-The default follows torch: ``"tf32"`` when ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default),
-``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path (``"native"``).
+The default follows what torch computes on the tensors' device: on the CPU exact float32 (``"ieee"``: torch's
+CPU convolution never uses TF32); on CUDA ``"tf32"`` when ``torch.backends.cudnn.allow_tf32`` is True
+(PyTorch's default), ``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path (``"native"``).
 Both can be set per call (keywords of :func:`fastconv.conv2d`), for a block of code
 (:func:`use_backend`), or for a process (``FASTCONV_BACKEND``).
 """
@@ -27,8 +28,8 @@ from .problem import ConvProblem
 if TYPE_CHECKING:
     from .kernels import ConvKernel
 
-__all__ = ["use_backend", "get_backend", "resolve_precision", "select_kernel", "available_backends",
-           "FLOAT32_PRECISIONS", "AUTO_ORDER"]
+__all__ = ["use_backend", "get_backend", "resolve_precision", "default_float32_precision", "select_kernel",
+           "available_backends", "FLOAT32_PRECISIONS", "AUTO_ORDER"]
 
 FLOAT32_PRECISIONS = ("tf32", "ieee", "tf32x3")
 # Priority of "auto": the first kernel whose supports() accepts the problem is used.
@@ -111,15 +112,27 @@ def current_precision() -> str | None:
     return _precision.get()
 
 
-def resolve_precision(dtype: str, precision: str | None) -> str:
-    """The arithmetic a call uses: one of ``FLOAT32_PRECISIONS`` for float32, ``"native"`` for half types."""
+def default_float32_precision(device: torch.device | str | None = None) -> str:
+    """torch's float32 conv arithmetic on ``device``: ``"ieee"`` on the CPU (torch computes exact fp32 there,
+    whatever ``cudnn.allow_tf32`` says); on CUDA, and when the device is not given, ``"tf32"`` while
+    ``torch.backends.cudnn.allow_tf32`` is True, else ``"ieee"``."""
+    if device is not None and torch.device(device).type == "cpu":
+        return "ieee"
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+def resolve_precision(dtype: str, precision: str | None, device: torch.device | str | None = None) -> str:
+    """The arithmetic a call uses: one of ``FLOAT32_PRECISIONS`` for float32, ``"native"`` for half types.
+
+    ``device`` is where the call's tensors are: it decides the float32 default
+    (:func:`default_float32_precision`); without it the CUDA rule applies."""
     precision = _check_precision(precision if precision is not None else _precision.get())
     if dtype != "float32":
         if precision not in (None, "native"):
             raise ValueError(f"fastconv: precision={precision!r} applies to float32 inputs only, got {dtype} input")
         return "native"
     if precision is None:
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+        return default_float32_precision(device)
     if precision == "native":
         raise ValueError("fastconv: precision='native' is for float16/bfloat16 inputs; float32 takes "
                          f"one of {FLOAT32_PRECISIONS}")

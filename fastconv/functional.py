@@ -53,6 +53,7 @@ def _plan_key(input, weight, bias, stride, padding, dilation, groups, backend, p
            weight.device, None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device),
            _hashable(stride), _hashable(padding), _hashable(dilation), groups,
            backend if backend is not None else backend_name(), precision, current_precision(),
+           # the float32 default depends on input.device (above) and, on CUDA, on this flag
            torch.backends.cudnn.allow_tf32, registry_generation())
     try:
         hash(key)
@@ -138,8 +139,8 @@ def conv2d(
         padding: int or pair of ints >= 0, or ``"valid"`` / ``"same"`` (stride 1 only), as torch.
         groups: divides ``C_in`` and ``C_out``.
         backend: kernel name (``"direct"``, ``"igemm"``, ...) or ``"auto"``; default from :func:`use_backend`.
-        precision: float32 arithmetic, ``"tf32"`` / ``"ieee"`` / ``"tf32x3"``; default follows
-            ``torch.backends.cudnn.allow_tf32`` like ``F.conv2d`` does.
+        precision: float32 arithmetic, ``"tf32"`` / ``"ieee"`` / ``"tf32x3"``; default as ``F.conv2d``
+            computes: ``"ieee"`` for CPU tensors, ``torch.backends.cudnn.allow_tf32`` on CUDA.
 
     Returns:
         ``(N, C_out, H_out, W_out)`` (or ``(C_out, H_out, W_out)``) in the dtype and memory format torch gives.
@@ -148,7 +149,7 @@ def conv2d(
     plan = _PLANS.get(key) if key is not None else None
     if plan is None:
         x, unbatched, p = normalize_conv2d_args(input, weight, bias, stride, padding, dilation, groups)
-        prec = resolve_precision(p.dtype, precision)
+        prec = resolve_precision(p.dtype, precision, input.device)
         plan = _Plan(unbatched, p, prec, select_kernel(p, prec, backend))
         if key is not None:
             if len(_PLANS) >= _MAX_PLANS:

@@ -26,7 +26,7 @@ def reference(case: ConvCase, x, w, b, **changes) -> ConvReference:
 
 
 def model(case: ConvCase, precision: str | None) -> ErrorModel:
-    return error_model(case.geometry.dtype, precision)
+    return error_model(case.geometry.dtype, precision, DEVICE)
 
 
 def context(backend: str, case: ConvCase, precision: str | None) -> dict:

@@ -84,7 +84,8 @@ def test_conv_after_an_in_place_weight_update_uses_the_new_weight():
         conv(x)
         conv.weight.add_(1.0)
         y = conv(x)
-    assert_conv_close(y, x, conv.weight.detach(), None, 1, 1, precision=fastconv.resolve_precision("float32", None))
+    assert_conv_close(y, x, conv.weight.detach(), None, 1, 1,
+                      precision=fastconv.resolve_precision("float32", None, DEVICE))
 
 
 # -- plan memo -------------------------------------------------------------------------------------------------
@@ -103,14 +104,21 @@ def test_plan_memo_keys_on_everything_validation_depends_on():
 
 
 def test_plan_follows_the_tf32_flag(monkeypatch):
+    """On CUDA the flag switches the default arithmetic, memo or not; on the CPU the default stays exact fp32
+    (torch's CPU convolution ignores the flag), and TF32 is there only when asked for."""
     x, w = _tensors((1, 4, 6, 6), (4, 4, 3, 3))
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    y_tf32 = fastconv.conv2d(x, w)
+    y_on = fastconv.conv2d(x, w)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    y_ieee = fastconv.conv2d(x, w)
+    y_off = fastconv.conv2d(x, w)
+    y_tf32 = fastconv.conv2d(x, w, precision="tf32")
     ref = F.conv2d(x.double(), w.double())
     err = lambda y: ((y.double() - ref).norm() / ref.norm()).item()  # noqa: E731
-    assert err(y_ieee) < 1e-6 < err(y_tf32), "the flag must switch the arithmetic, memo or not"
+    assert err(y_off) < 1e-6 < err(y_tf32), "explicit TF32 must round, memo or not"
+    if DEVICE == "cuda":
+        assert err(y_on) > 1e-6, "on CUDA the flag must switch the arithmetic, memo or not"
+    else:
+        assert err(y_on) < 1e-6, "on the CPU the default is exact fp32 whatever the flag says, as torch's"
 
 
 # -- tuner -----------------------------------------------------------------------------------------------------

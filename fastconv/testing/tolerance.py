@@ -131,17 +131,19 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
         raise ValueError(f"no error model for dtype {dtype}; known: {sorted({k[0] for k in ERROR_MODELS})}") from None
 
 
-def error_model(dtype: torch.dtype | str, precision: str | None = None) -> ErrorModel:
+def error_model(dtype: torch.dtype | str, precision: str | None = None,
+                device: torch.device | str | None = None) -> ErrorModel:
     """The model of ``dtype`` computed in ``precision``.
 
-    ``precision=None`` means what :func:`fastconv.conv2d` would use now (:func:`fastconv.resolve_precision`:
-    TF32 for float32 while ``torch.backends.cudnn.allow_tf32`` is set, "native" for half types).
+    ``precision=None`` means what :func:`fastconv.conv2d` would use now on ``device``
+    (:func:`fastconv.resolve_precision`: float32 is "ieee" on the CPU, and TF32 on CUDA (or with no device)
+    while ``torch.backends.cudnn.allow_tf32`` is set; "native" for half types).
     """
     from ..dispatch import resolve_precision
 
     name = _dtype_name(dtype)
     if name in DTYPE_NAMES.values():
-        precision = resolve_precision(name, precision)
+        precision = resolve_precision(name, precision, device)
     try:
         return ERROR_MODELS[(name, precision)]
     except KeyError:
@@ -329,7 +331,8 @@ def assert_conv_close(
     reference: ConvReference | None = None,
 ) -> ConvCheck:
     """Assert that ``actual`` is ``F.conv2d(input, weight, bias, stride, padding, dilation, groups)`` within
-    the error model of ``input.dtype`` computed in ``precision`` (default: what ``fastconv.conv2d`` uses now).
+    the error model of ``input.dtype`` computed in ``precision`` (default: what ``fastconv.conv2d`` uses now on
+    ``input``'s device).
 
     On failure the ``AssertionError`` gives the max abs/rel error, the number and first index of mismatches,
     the norm-wise error, the problem (``problem`` or the call's shapes), the ``seed`` and the ``repro`` line.
@@ -337,7 +340,7 @@ def assert_conv_close(
     """
     ref = reference if reference is not None else reference_conv2d(
         input, weight, bias, stride, padding, dilation, groups)
-    model = error_model(input.dtype, precision)
+    model = error_model(input.dtype, precision, input.device)
     chk = check_conv(actual, ref, model)
     if not chk.passed:
         if problem is None:
