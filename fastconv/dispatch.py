@@ -9,8 +9,8 @@
 
 The default follows what torch computes on the tensors' device: on the CPU exact float32 (``"ieee"``: torch's
 CPU convolution never uses TF32); on CUDA ``"tf32"`` when ``torch.backends.cudnn.allow_tf32`` is True
-(PyTorch's default), ``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path (``"native"``).
-Both can be set per call (keywords of :func:`fastconv.conv2d`), for a block of code
+(PyTorch's default), ``"ieee"`` otherwise.  float16 and bfloat16 inputs always use their own tensor-core path
+(``"native"``).  Both can be set per call (keywords of :func:`fastconv.conv2d`), for a block of code
 (:func:`use_backend`), or for a process (``FASTCONV_BACKEND``).
 """
 
