@@ -51,7 +51,7 @@ __all__ = ["choose_config", "candidates", "Choice", "tuning_report", "TUNING_LOG
            "clear_cache", "cache_path", "forced_config", "config_forced", "tuning_requested", "TuneJob",
            "TuneResult", "tune_job", "capture_jobs", "record_to", "record_path", "save_tuning", "load_tuning",
            "TuningFileMismatch", "device_name", "tuning_session", "compile_parallel", "time_on_device",
-           "TUNING_FILE_FORMAT"]
+           "TUNING_FILE_FORMAT", "heuristic_pick", "untimed_choice"]
 
 
 @dataclass
@@ -158,6 +158,7 @@ def clear_cache(disk: bool = False) -> None:
         _MEMORY.clear()
         _DISK_LOADED.clear()
         _ENV_FILES_LOADED.clear()
+        _TIMERS.clear()
         TUNING_LOG.clear()
 
 
@@ -266,19 +267,24 @@ def _sm_count(device: torch.device) -> int:
         return 132
 
 
+def heuristic_pick(kernel_name: str, problem: ConvProblem, precision: str, layout: str,
+                   configs: Sequence[KernelConfig], arch: str | None, sm_count: int) -> KernelConfig:
+    """The heuristic's pick among ``configs`` on a GPU of architecture ``arch`` with ``sm_count`` SMs: the
+    packaged model of that architecture, or the rule where it has no data (:mod:`fastconv.tuning.heuristic`)."""
+    model = heuristic.default_heuristic(arch) if arch else None
+    group = heuristic.group_of(kernel_name, problem.dtype, str(precision), layout)
+    cfg = model.choose(group, problem, configs) if model is not None else None
+    return cfg if cfg is not None else heuristic.rule_choice(problem, configs, sm_count)
+
+
 def untimed_choice(kernel, problem: ConvProblem, precision: str, layout: str, device: torch.device,
                    configs: Sequence[KernelConfig]) -> Choice:
     """The choice without timing: the first candidate in the interpreter (or when alone), else the
-    heuristic's (:mod:`fastconv.tuning.heuristic`)."""
+    heuristic's (:func:`heuristic_pick`)."""
     if device.type != "cuda" or len(configs) == 1:
         return Choice(configs[0], "default")
-    arch = fitness.device_target(device)
-    model = heuristic.default_heuristic(arch) if arch else None
-    group = heuristic.group_of(kernel.name, problem.dtype, str(precision), layout)
-    cfg = model.choose(group, problem, configs) if model is not None else None
-    if cfg is None:
-        cfg = heuristic.rule_choice(problem, configs, _sm_count(device))
-    return Choice(cfg, "heuristic")
+    return Choice(heuristic_pick(kernel.name, problem, precision, layout, configs, fitness.device_target(device),
+                                 _sm_count(device)), "heuristic")
 
 
 def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run, device: torch.device
@@ -352,6 +358,18 @@ def _resource_error(exc: Exception) -> bool:
     return "resources" in text or "shared memory" in text
 
 
+_TIMERS: dict[tuple, timing.TimingBackend] = {}
+
+
+def _timer(device: torch.device) -> timing.TimingBackend:
+    """One CUDA-events backend per device (its L2-flush buffer is allocated once); keyed by the backend's
+    factory too, so a test's stand-in for ``timing.CudaEvents`` is never reused after the test."""
+    key = (device, timing.CudaEvents)
+    if key not in _TIMERS:
+        _TIMERS[key] = timing.CudaEvents(device)
+    return _TIMERS[key]
+
+
 def time_on_device(job: TuneJob, configs: Sequence[KernelConfig]) -> dict[str, float | None]:
     """Device time (ms, median) of each config on ``job``, the host kept ahead of the device
     (:mod:`fastconv.tuning.timing`); None for a config whose binary spills (never chosen) and ``inf`` for one
@@ -360,7 +378,7 @@ def time_on_device(job: TuneJob, configs: Sequence[KernelConfig]) -> dict[str, f
     (``triton.testing.do_bench`` records its start event right after an L2 clear and then calls, so a call
     whose host dispatch outlasts the clear is timed partly on the host; on a 13 us problem two processes
     picked configs 27% apart: H100 gate run, 2026-11-25, NOTES.md.)"""
-    timer = timing.CudaEvents(job.device)
+    timer = _timer(job.device)
     out: dict[str, float | None] = {}
     for cfg in configs:
         try:

@@ -215,7 +215,8 @@ def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | Non
                   ) -> list[dict]:
     """For each record of ``arch`` (or those whose problem id is in ``which``): the time of the config the
     model picks with that problem's own record left out, over the best measured time; and the same for the
-    analytic rule.  ``{"problem", "picked", "ratio", "rule_ratio", "best", "source"}`` per record."""
+    analytic rule.  ``{"problem" (id), "short", "layout", "picked", "ratio", "rule_ratio", "best", "best_ms",
+    "source"}`` per record ("source": ``"heuristic"``, or ``"rule"`` where the model had no neighbour)."""
     fitted = fit_table(records).get(arch, {"rows": []})
     model = Heuristic.from_json(fitted)
     wanted = set(which) if which is not None else None
@@ -240,7 +241,8 @@ def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | Non
             picked, source = rule_choice(p, candidates, sm_count), "rule"
         ruled = rule_choice(p, candidates, sm_count)
         best = min(times.values())
-        out.append({"problem": rid, "picked": picked.name(), "ratio": times.get(picked.name(), math.inf) / best,
+        out.append({"problem": rid, "short": p.short(), "layout": rec["layout"], "picked": picked.name(),
+                    "ratio": times.get(picked.name(), math.inf) / best,
                     "rule_ratio": times.get(ruled.name(), math.inf) / best,
                     "best": min(times, key=times.get), "best_ms": best, "source": source})
     out.reverse()
