@@ -184,7 +184,7 @@ def fit_and_evaluate(args, record: Path) -> int:
     for r in cat:
         print(f"{r['catalogue']:22s} {r['layout']:6s} {r['problem'].split()[0]:9s} {r['best_ms']:9.4f} "
               f"{r['ratio']:6.3f} {r['rule_ratio']:6.3f}  {r['picked']} ({r['source']})")
-    for name, part in (("catalogue", cat), ("network layers", net), ("all", rows)):
+    for name, part in (("catalogue", cat), ("other layers", net), ("all", rows)):
         if part:
             print(f"{name:15s}: {len(part):4d} problems, heuristic geomean {_geo(part, 'ratio'):.3f} "
                   f"max {max(r['ratio'] for r in part):.3f} within 5%: "

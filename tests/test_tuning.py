@@ -436,4 +436,5 @@ def test_fit_heuristic_fits_and_evaluates_recorded_data(tmp_path):
     table = json.loads((tmp_path / "h.json").read_text())
     assert len(table["archs"]["sm_90"]["rows"]) == 6 and "_doc" in table
     ev = json.loads((tmp_path / "out" / "fit_heuristic.json").read_text())
-    assert len(ev["evaluation"]) == 6 and "network layers :    6 problems" in p.stdout
+    assert len(ev["evaluation"]) == 6 and "all            :    6 problems" in p.stdout
+    assert "lat_b1_c64_14_3x3      nchw   igemm" in p.stdout, "a catalogue problem is listed by name"
