@@ -117,7 +117,7 @@ def measure(args, record: Path) -> None:
                     break
                 for job in jobs.values():
                     try:
-                        res = autotuner.tune_job(job, jobs=args.jobs)
+                        res = autotuner.tune_job(job, jobs=args.jobs, commit=False)  # recorded, not cached
                     except Exception as exc:  # reported, the run goes on
                         print(f"[{i}/{len(sets)}] {label} {job.describe()}: FAILED {type(exc).__name__}: {exc}")
                         continue

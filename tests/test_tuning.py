@@ -62,6 +62,12 @@ def test_tune_job_records_every_candidates_time(tuning_sandbox, tmp_path):
     finally:
         del os.environ["FASTCONV_TUNE_RECORD"]
     assert len((tmp_path / "env.jsonl").read_text().splitlines()) == 1
+    # measuring only (scripts/fit_heuristic.py): recorded, but no choice kept
+    autotuner.clear_cache()
+    with autotuner.record_to(tmp_path / "rec.jsonl"):
+        autotuner.tune_job(job, compile=lambda *a: None, timer=lambda j, cs: {c.name(): 1.0 for c in cs},
+                           commit=False)
+    assert len((tmp_path / "rec.jsonl").read_text().splitlines()) == 2 and not autotuner._MEMORY
 
 
 def test_tune_job_refuses_when_no_candidate_fits(tuning_sandbox):

@@ -407,7 +407,8 @@ def tune_job(job: TuneJob, *, configs: Sequence[KernelConfig] | None = None, com
              timer: Timer | None = None, jobs: int | None = None, commit: bool = True) -> TuneResult:
     """Tune one job: compile its candidates (``compile``, default :func:`compile_parallel`), time them
     (``timer``, default :func:`time_on_device`), keep the fastest.  With ``commit`` the choice goes into
-    memory and the disk cache, :data:`TUNING_LOG`, and the record file (:func:`record_path`)."""
+    memory, the disk cache and :data:`TUNING_LOG`; the times go to the record file when one is set
+    (:func:`record_path`), committed or not."""
     configs = list(configs) if configs is not None else candidates(job.kernel, job.problem, job.precision,
                                                                    job.device)
     untimed = untimed_choice(job.kernel, job.problem, job.precision, job.layout, job.device, configs).config
@@ -427,6 +428,7 @@ def tune_job(job: TuneJob, *, configs: Sequence[KernelConfig] | None = None, com
                         time.perf_counter() - t0, untimed)
     if commit:
         _commit(result)
+    _record(result)
     return result
 
 
@@ -439,7 +441,6 @@ def _commit(result: TuneResult) -> None:
             _save_disk(path, job.key, result.config)
         TUNING_LOG.append(TuningRecord(job.kernel.name, job.problem.short(), job.precision, result.config.name(),
                                        result.seconds, len(result.configs), "timed", result.compile_seconds))
-    _record(result)
 
 
 # ----------------------------------------------------------------------------------------------------------
