@@ -251,8 +251,8 @@ def _tuned(kernel_name: str, problem: ConvProblem, precision: str, layout: str, 
     key = _key_str(kernel_name, problem, precision, layout)
     env_file = os.environ.get("FASTCONV_TUNING_FILE")
     if env_file and env_file not in _ENV_FILES_LOADED:
+        load_tuning(env_file, device)  # raises TuningFileMismatch for another GPU or Triton (at every call)
         _ENV_FILES_LOADED.add(env_file)
-        load_tuning(env_file, device)  # raises TuningFileMismatch for another GPU or Triton
     with _LOCK:
         if device.type == "cuda":  # the interpreter's choices are deterministic: no disk cache there
             _load_disk(path)
