@@ -17,7 +17,7 @@ from .env import interpreter_enabled
 from .problem import ConvProblem, same_padding
 from .vocab import DTYPES, dtype_info
 
-__all__ = ["normalize_conv2d_args", "output_channels_last"]
+__all__ = ["normalize_conv2d_args", "output_channels_last", "check_arg_types", "conv_pair", "conv_padding"]
 
 
 def _as_int(v) -> int | None:
@@ -52,6 +52,45 @@ def _pair(name: str, value, *, allow_zero: bool) -> tuple[int, int]:
     return vals[0], vals[1]
 
 
+def check_arg_types(input, weight, bias, groups) -> int:
+    """The Python types of ``conv2d``'s tensor arguments and ``groups`` (TypeError with torch's message);
+    returns ``groups`` as an int."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'input' must be a Tensor, not {type(input).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'weight' must be a Tensor, not {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'bias' must be a Tensor or None, not {type(bias).__name__}")
+    g = _as_int(groups)
+    if g is None:
+        raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
+    return g
+
+
+def conv_pair(name: str, value) -> tuple[int, int]:
+    """``stride`` or ``dilation`` (an int or 1-2 ints, each >= 1) as a pair, with torch's exceptions."""
+    return _pair(name, value, allow_zero=False)
+
+
+def conv_padding(padding, stride: tuple[int, int], kernel: tuple[int, int],
+                 dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``padding`` (an int, 1-2 ints >= 0, ``"valid"`` or ``"same"``) as ``(top, left, bottom, right)``, with
+    torch's exceptions; ``"same"`` splits as torch does (the odd element after) and needs stride 1."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            if tuple(stride) != (1, 1):
+                raise RuntimeError(
+                    f"padding='same' is not supported for strided convolutions, got stride={tuple(stride)}"
+                )
+            (ph, ph_end), (pw, pw_end) = same_padding(kernel[0], dilation[0]), same_padding(kernel[1], dilation[1])
+            return ph, pw, ph_end, pw_end
+        raise RuntimeError(f"Invalid padding string: {padding!r}, should be one of 'valid' or 'same'")
+    ph, pw = _pair("padding", padding, allow_zero=True)
+    return ph, pw, ph, pw
+
+
 def output_channels_last(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether torch returns a channels_last output for these operands (input or weight suggests it)."""
     def suggests_cl(t: torch.Tensor) -> bool:
@@ -80,16 +119,7 @@ def normalize_conv2d_args(
     Returns ``(input4d, unbatched, problem)``: the input as a 4-D ``(N, C, H, W)`` view (a 3-D unbatched
     input gets a batch dimension of 1), whether it was unbatched, and the normalised :class:`ConvProblem`.
     """
-    # --- Python types -------------------------------------------------------------------------------
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'input' must be a Tensor, not {type(input).__name__}")
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'weight' must be a Tensor, not {type(weight).__name__}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'bias' must be a Tensor or None, not {type(bias).__name__}")
-    if _as_int(groups) is None:
-        raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
-    groups = _as_int(groups)
+    groups = check_arg_types(input, weight, bias, groups)
 
     # --- ranks --------------------------------------------------------------------------------------
     if input.dim() not in (3, 4):
@@ -127,8 +157,8 @@ def normalize_conv2d_args(
             raise RuntimeError(f"fastconv.conv2d: {name} must be a dense strided tensor, got layout {t.layout}")
 
     # --- conv parameters ----------------------------------------------------------------------------
-    sh, sw = _pair("stride", stride, allow_zero=False)
-    dh, dw = _pair("dilation", dilation, allow_zero=False)
+    sh, sw = conv_pair("stride", stride)
+    dh, dw = conv_pair("dilation", dilation)
     if groups < 1:
         raise RuntimeError(f"non-positive groups is not supported, got groups={groups}")
 
@@ -153,21 +183,7 @@ def normalize_conv2d_args(
             f"but got bias of size {list(bias.shape)} instead"
         )
 
-    if isinstance(padding, str):
-        if padding == "valid":
-            ph = pw = ph_end = pw_end = 0
-        elif padding == "same":
-            if (sh, sw) != (1, 1):
-                raise RuntimeError(
-                    f"padding='same' is not supported for strided convolutions, got stride={(sh, sw)}"
-                )
-            ph, ph_end = same_padding(kh, dh)
-            pw, pw_end = same_padding(kw, dw)
-        else:
-            raise RuntimeError(f"Invalid padding string: {padding!r}, should be one of 'valid' or 'same'")
-    else:
-        ph, pw = _pair("padding", padding, allow_zero=True)
-        ph_end, pw_end = ph, pw
+    ph, pw, ph_end, pw_end = conv_padding(padding, (sh, sw), (kh, kw), (dh, dw))
 
     eff_kh, eff_kw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     padded_h, padded_w = h + ph + ph_end, w + pw + pw_end
