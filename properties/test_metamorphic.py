@@ -145,7 +145,7 @@ def check_bitwise_deterministic(backend: str, case: ConvCase, precision: str | N
     x, w, b = case.make_inputs(DEVICE)
     y1 = conv(backend, case, precision, x, w, b)
     y2 = conv(backend, case, precision, x, w, b)
-    bits = {2: torch.int16, 4: torch.int32}[y1.element_size()]
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[y1.element_size()]
     same = y1.view(bits) == y2.view(bits)
     if not bool(same.all()):
         first = tuple(int(i) for i in (~same).nonzero()[0])

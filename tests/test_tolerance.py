@@ -69,7 +69,8 @@ def test_default_precision_follows_allow_tf32():
     assert error_model(torch.float32).precision == "ieee"
 
 
-@pytest.mark.parametrize("dtype, precision", [(torch.float64, None), ("float32", "fp8"), ("float16", "tf32")])
+@pytest.mark.parametrize("dtype, precision", [(torch.int32, None), ("float32", "fp8"), ("float16", "tf32"),
+                                              ("float64", "tf32")])
 def test_unknown_modes_raise(dtype, precision):
     with pytest.raises(ValueError):
         error_model(dtype, precision)
@@ -86,6 +87,9 @@ def test_bounds_add():
 # ==========================================================================================================
 def _emulations(x, w, b, kw):
     """(precision, output) pairs: each arithmetic emulated with torch on the CPU."""
+    if x.dtype == torch.float64:
+        yield "ieee", F.conv2d(x, w, b, **kw)  # exact products, float64 accumulation
+        return
     if x.dtype != torch.float32:
         yield "native", F.conv2d(x, w, b, **kw)  # CPU half conv: fp32 accumulation, one final rounding
         return
