@@ -1,5 +1,10 @@
-"""``fastconv.conv2d``: the semantics of ``torch.nn.functional.conv2d`` on fastconv's Triton kernels, and
-``fastconv.plan``: what such a call runs (problem, kernel, config, precision, layout passes)."""
+"""The eager path of ``fastconv.conv2d`` (the semantics of ``torch.nn.functional.conv2d`` on fastconv's Triton
+kernels: a memoised plan per call signature, launched directly), and ``fastconv.plan``: what such a call runs
+(problem, kernel, config, precision, layout passes).
+
+``fastconv.conv2d`` itself is :func:`fastconv.ops.conv2d`: it calls :func:`conv2d` here for a plain eager call
+and the registered op ``torch.ops.fastconv.conv2d`` (whose implementation runs the same plans) under
+``torch.compile``, ``torch.export``, autocast and dispatch modes."""
 
 from __future__ import annotations
 
