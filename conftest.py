@@ -31,20 +31,35 @@ settings.register_profile("nightly", max_examples=3000, print_blob=True,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
+def _legacy_cudnn_tf32() -> bool | None:
+    """The legacy ``torch.backends.cudnn.allow_tf32``, None where reading it raises (the two APIs were mixed)."""
+    try:
+        return torch.backends.cudnn.allow_tf32
+    except RuntimeError:
+        return None
+
+
 def _tf32_flags() -> tuple:
     """torch's TF32 settings, under both flag APIs (reading the legacy ``allow_tf32`` raises once a test mixed
-    them, so the newer tree is read where it exists)."""
+    them, so the newer tree is read where it exists).  The tree's values alone do not restore torch's state:
+    a legacy ``allow_tf32 = ...`` also sets a legacy flag (and cuDNN's rnn level), and a mismatch left behind
+    makes torch's own reads of the legacy flag raise (torch.export reads it), so both are kept."""
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
         return ("tree", conv.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.fp32_precision,
-                torch.backends.cuda.matmul.fp32_precision)
+                torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision,
+                _legacy_cudnn_tf32())
     return ("legacy", torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
 
 
 def _set_tf32_flags(flags: tuple) -> None:
     if flags[0] == "tree":
-        (torch.backends.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
-         torch.backends.cuda.matmul.fp32_precision) = flags[3], flags[2], flags[1], flags[4]
+        if flags[6] is not None:
+            torch.backends.cudnn.allow_tf32 = flags[6]  # first: it writes the conv and rnn levels below
+        levels = (torch.backends, torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cuda.matmul,
+                  torch.backends.cudnn.rnn)  # the global level first: the others override it
+        for level, value in zip(levels, (flags[3], flags[2], flags[1], flags[4], flags[5])):
+            level.fp32_precision = value
     else:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags[1:]
 

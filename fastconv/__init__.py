@@ -12,9 +12,10 @@ gate in :mod:`fastconv.static`, the CLI in :mod:`fastconv.cli`.  The layers, low
 
 from .conversion import convert, revert
 from .dispatch import available_backends, get_backend, use_backend
-from .functional import ConvPlan, conv2d, plan
+from .functional import ConvPlan, plan
 from .model_tuning import load_tuning, tune
 from .modules import Conv2d, ModelNew
+from .ops import conv2d
 from .precision import FLOAT32_PRECISIONS, Precision, resolve_precision
 from .problem import ConvProblem, conv_output_size
 

@@ -1,5 +1,10 @@
-"""``fastconv.conv2d``: the semantics of ``torch.nn.functional.conv2d`` on fastconv's Triton kernels, and
-``fastconv.plan``: what such a call runs (problem, kernel, config, precision, layout passes)."""
+"""The eager path of ``fastconv.conv2d`` (the semantics of ``torch.nn.functional.conv2d`` on fastconv's Triton
+kernels: a memoised plan per call signature, launched directly), and ``fastconv.plan``: what such a call runs
+(problem, kernel, config, precision, layout passes).
+
+``fastconv.conv2d`` itself is :func:`fastconv.ops.conv2d`: it calls :func:`conv2d` here for a plain eager call
+and the registered op ``torch.ops.fastconv.conv2d`` (whose implementation runs the same plans) under
+``torch.compile``, ``torch.export``, autocast and dispatch modes."""
 
 from __future__ import annotations
 
@@ -56,6 +61,35 @@ class ConvPlan:
                 f"{self.precision}, input {self.input_layout}, layout passes: {passes}")
 
 
+def empty_output(p: ConvProblem, x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised output of ``p`` for input ``x``, in the memory format torch would return (shared by the
+    eager path and the fake implementation of the ``fastconv::conv2d`` op, so both give torch's strides)."""
+    fmt = torch.channels_last if p.channels_last else torch.contiguous_format
+    return torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def conv2d_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation,
+                    groups: int, has_bias: bool, needs_grad) -> tuple:
+    """Gradients ``(input, weight, bias)`` of a conv2d through torch's own kernel (``aten.convolution_backward``,
+    what ``F.conv2d``'s autograd calls; no forward recomputed).  ``padding`` is ``(top, left, bottom, right)``;
+    ``needs_grad`` the three ``needs_input_grad`` flags.  Used by the eager autograd function and by the
+    ``fastconv::conv2d`` op's autograd registration."""
+    ph, pw, ph_end, pw_end = padding
+    pads = [ph, pw]
+    asymmetric = (ph, pw) != (ph_end, pw_end)
+    if asymmetric:  # "same" with an even extent: pad explicitly, as F.conv2d itself does
+        h, w = x.shape[-2], x.shape[-1]
+        x = F.pad(x, (pw, pw_end, ph, ph_end))
+        pads = [0, 0]
+    mask = [bool(needs_grad[0]), bool(needs_grad[1]), has_bias and bool(needs_grad[2])]
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, [weight.shape[0]] if has_bias else None, list(stride), pads, list(dilation), False,
+        [0, 0], groups, mask)
+    if asymmetric and gx is not None:
+        gx = gx[:, :, ph:ph + h, pw:pw + w]
+    return gx, gw, gb
+
+
 class _Plan:
     """A memoised call signature: validated problem, precision, kernel and (once chosen) config and launcher.
 
@@ -76,9 +110,7 @@ class _Plan:
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """An uninitialised output in the memory format torch would return."""
-        p = self.problem
-        fmt = torch.channels_last if p.channels_last else torch.contiguous_format
-        return torch.empty(p.output_shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+        return empty_output(self.problem, x)
 
     def launcher(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         """The launch callable ``(x, weight, bias, out)``: choose the config once per plan (the tuner may time
@@ -172,17 +204,9 @@ class _Conv2dFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         p: ConvProblem = ctx.problem
-        padding = [p.pad_h, p.pad_w]
-        asymmetric = (p.pad_h, p.pad_w) != (p.pad_h_end, p.pad_w_end)
-        if asymmetric:  # "same" with an even extent: pad explicitly, as F.conv2d itself does
-            x = F.pad(x, (p.pad_w, p.pad_w_end, p.pad_h, p.pad_h_end))
-            padding = [0, 0]
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], p.has_bias and ctx.needs_input_grad[2]]
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad_out, x, weight, [p.c_out] if p.has_bias else None, [p.stride_h, p.stride_w], padding,
-            [p.dil_h, p.dil_w], False, [0, 0], p.groups, mask)
-        if asymmetric and gx is not None:
-            gx = gx[:, :, p.pad_h:p.pad_h + p.h, p.pad_w:p.pad_w + p.w]
+        gx, gw, gb = conv2d_backward(grad_out, x, weight, (p.stride_h, p.stride_w),
+                                     (p.pad_h, p.pad_w, p.pad_h_end, p.pad_w_end), (p.dil_h, p.dil_w), p.groups,
+                                     p.has_bias, ctx.needs_input_grad)
         return gx, gw, gb, None
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .functional import conv2d
+from .ops import conv2d
 
 __all__ = ["Conv2d", "ModelNew"]
 

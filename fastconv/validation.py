@@ -26,7 +26,7 @@ from .env import interpreter_enabled
 from .problem import ConvProblem, same_padding
 from .vocab import DTYPES, dtype_info
 
-__all__ = ["normalize_conv2d_args", "output_channels_last"]
+__all__ = ["normalize_conv2d_args", "output_channels_last", "check_arg_types", "conv_pair", "conv_padding"]
 
 
 def _as_int(v) -> int | None:
@@ -98,6 +98,45 @@ def _same_pads(kernel: int, dilation: int) -> tuple[int, int]:
     return left, total - left
 
 
+def check_arg_types(input, weight, bias, groups) -> int:
+    """The Python types of ``conv2d``'s tensor arguments and ``groups`` (TypeError with torch's message);
+    returns ``groups`` as an int."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'input' must be a Tensor, not {type(input).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'weight' must be a Tensor, not {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"conv2d(): argument 'bias' must be a Tensor or None, not {type(bias).__name__}")
+    g = _as_int(groups)
+    if g is None:
+        raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
+    return g
+
+
+def conv_pair(name: str, value) -> tuple[int, int]:
+    """``stride``/``dilation``/``padding`` (an int or 1-2 ints) as a pair; its values are checked with the shapes
+    (:func:`normalize_conv2d_args`, in torch's order).  TypeError or RuntimeError with torch's messages."""
+    vals = _expand(name, _int_list(name, value), 2)
+    return vals[0], vals[1]
+
+
+def conv_padding(padding, stride: tuple[int, int], kernel: tuple[int, int],
+                 dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``padding`` (an int, 1-2 ints, ``"valid"`` or ``"same"``) as ``(top, left, bottom, right)``; ``"same"``
+    splits as torch does (the odd element after) and needs stride 1.  RuntimeError with torch's messages."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            if tuple(stride) != (1, 1):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            (ph, ph_end), (pw, pw_end) = _same_pads(kernel[0], dilation[0]), _same_pads(kernel[1], dilation[1])
+            return ph, pw, ph_end, pw_end
+        raise RuntimeError(f"Invalid padding string: '{padding}'")
+    ph, pw = conv_pair("padding", padding)
+    return ph, pw, ph, pw
+
+
 def output_channels_last(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether torch returns a channels_last output for these operands: when the input or the weight suggests
     it, except for float64 on CUDA, where ATen's cuDNN path keeps float64 in NCHW
@@ -131,16 +170,7 @@ def normalize_conv2d_args(
     Returns ``(input4d, unbatched, problem)``: the input as a 4-D ``(N, C, H, W)`` view (a 3-D unbatched
     input gets a batch dimension of 1), whether it was unbatched, and the normalised :class:`ConvProblem`.
     """
-    # --- Python types -------------------------------------------------------------------------------
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'input' must be a Tensor, not {type(input).__name__}")
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'weight' must be a Tensor, not {type(weight).__name__}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"conv2d(): argument 'bias' must be a Tensor or None, not {type(bias).__name__}")
-    if _as_int(groups) is None:
-        raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
-    groups = _as_int(groups)
+    groups = check_arg_types(input, weight, bias, groups)
 
     string_padding = isinstance(padding, str)
     stride = _int_list("stride", stride)

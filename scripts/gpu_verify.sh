@@ -9,6 +9,8 @@
 # 3. unit tests that need the GPU to mean something (gradients, modules, kernels) and the every-config sweep
 #    with the gpu Hypothesis profile
 # 4. the host cost of one call (scripts/host_overhead.py)
+# 5. (not in the default STEPS: STEPS=torchop) fastconv under torch.compile / export / CUDA graphs / autocast on
+#    a converted ResNet-18, and the host cost the torch op registration adds (scripts/gpu_torch_op.py, 2-3 min)
 # Each step's full output goes to OUTDIR/<step>.txt; a one-line summary per step is printed last.
 # STEPS="compare demo" runs a subset.
 set -u
@@ -60,6 +62,7 @@ step demo 180 python -m fastconv demo
 step units 240 python -m pytest tests/test_api.py tests/test_modules.py tests/test_kernels.py -q -p no:cacheprovider
 step configs 300 python -m pytest properties/test_configs.py --hypothesis-profile gpu -q -p no:cacheprovider
 step host 120 python scripts/host_overhead.py
+step torchop 400 python scripts/gpu_torch_op.py
 
 echo
 echo "=================== summary ($OUT)"

@@ -379,27 +379,25 @@ def test_a_gradient_step_with_an_optimizer_built_before_the_conversion():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# torch.compile and autocast: need fastconv's op registration (torch.library), which is not in yet
+# torch.compile and autocast (through fastconv's torch op, fastconv::conv2d; more in tests/test_torch_op.py)
 # ----------------------------------------------------------------------------------------------------------
-def _op_registered() -> bool:
-    return any(n.startswith("fastconv::") for n in torch._C._dispatch_get_all_op_names())
-
-
-needs_op = pytest.mark.skipif(not _op_registered(), reason="needs fastconv's torch op registration (not landed)")
-
-
-@needs_op
 def test_under_torch_compile():
+    """The whole converted network compiles as one graph (no graph break) and stays within the layers' bounds."""
     model, x = build("small_net")
     original = copy.deepcopy(model)
     fastconv.convert(model)
-    compiled = torch.compile(model, backend="aot_eager" if DEVICE.type == "cpu" else "inductor")
-    with torch.no_grad():
-        y = compiled(x)
+    backend = "aot_eager" if DEVICE.type == "cpu" else "inductor"
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            explained = torch._dynamo.explain(model)(x)
+            assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+            y = torch.compile(model, backend=backend, fullgraph=True)(x)
+    finally:
+        torch._dynamo.reset()
     assert_network_close(model, original, x, y=y)
 
 
-@needs_op
 def test_under_autocast():
     """Every converted conv runs in autocast's dtype (layer by layer within the tolerance model of that dtype,
     operands cast as autocast casts them), and the output has the original's dtype."""
