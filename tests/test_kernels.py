@@ -14,10 +14,10 @@ import fastconv
 from fastconv import functional
 from fastconv.dispatch import select_kernel
 from fastconv.kernels import REGISTRY
-from fastconv.kernels.common import PACK_CACHE, packed_weight, round_tf32_torch
+from fastconv.kernels.common import packed_weight, round_tf32_torch
 from fastconv.kernels.config import KernelConfig
 from fastconv.problem import ConvProblem
-from fastconv.testing import assert_conv_close
+from fastconv.testing import assert_conv_close, with_layout
 from fastconv.tuning import autotuner
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,28 +52,35 @@ def test_round_tf32_error_is_unbiased_on_random_data():
     assert abs(err.mean().item()) < 0.05 * abs(truncated.mean().item())
 
 
-# -- packed-weight cache ---------------------------------------------------------------------------------------
-def test_packed_weight_is_reused_while_the_weight_is_unchanged():
-    (w,) = _tensors((8, 4, 3, 3))
-    PACK_CACHE.clear()
-    a = packed_weight(w, round_to_tf32=False)
-    b = packed_weight(w, round_to_tf32=False)
-    assert a is b and PACK_CACHE.hits == 1 and PACK_CACHE.misses == 1
-    assert torch.equal(a, w.permute(0, 2, 3, 1).reshape(8, -1))
+# -- packed weights ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
+@pytest.mark.parametrize("round_to_tf32", [False, True])
+def test_packed_weight_is_khwc_and_rounded_when_asked(layout, round_to_tf32):
+    (w,) = _tensors((8, 4, 3, 5))
+    w = with_layout(w, layout)
+    expected = w.permute(0, 2, 3, 1).reshape(8, -1)
+    packed = packed_weight(w, round_to_tf32=round_to_tf32)
+    assert torch.equal(packed, round_tf32_torch(expected) if round_to_tf32 else expected)
+    assert packed.stride(1) == 1
+    # a channels_last weight already is in the packed layout: no copy unless it must be rounded
+    assert (packed.data_ptr() == w.data_ptr()) == (layout == "nhwc" and not round_to_tf32)
 
 
-def test_packed_weight_notices_in_place_updates_and_data_swaps():
-    (w,) = _tensors((8, 4, 3, 3))
-    PACK_CACHE.clear()
-    first = packed_weight(w, round_to_tf32=False).clone()
+def test_conv_sees_weight_updates_through_data_and_in_place_and_swaps():
+    """``weight.data`` writes bump no version counter (EMA updates, gradcheck): a cache keyed on the weight
+    served the old packed weight; packing every call sees every kind of update."""
+    x, w = _tensors((1, 8, 6, 7), (8, 8, 3, 3))
+    conv = fastconv.Conv2d(8, 8, 3, padding=1, bias=False).to(DEVICE)
+    prec = fastconv.resolve_precision("float32", None, x.device)
     with torch.no_grad():
-        w.mul_(2.0)  # an optimizer step: same object, same storage, new _version
-    second = packed_weight(w, round_to_tf32=False)
-    assert torch.equal(second, 2.0 * first)
-    p = torch.nn.Parameter(w.clone())
-    packed_weight(p, round_to_tf32=False)
-    p.data = torch.zeros_like(p.data)  # same Parameter object, other storage
-    assert torch.count_nonzero(packed_weight(p, round_to_tf32=False)) == 0
+        conv.weight.copy_(w)
+        conv(x)
+        conv.weight.data.mul_(-0.5)  # no _version bump
+        assert_conv_close(conv(x), x, conv.weight.detach(), None, 1, 1, precision=prec)
+        conv.weight.add_(1.0)  # in place: a new _version
+        assert_conv_close(conv(x), x, conv.weight.detach(), None, 1, 1, precision=prec)
+        conv.weight.data = torch.zeros_like(conv.weight.data)  # other storage
+        assert torch.count_nonzero(conv(x)) == 0
 
 
 def test_conv_after_an_in_place_weight_update_uses_the_new_weight():

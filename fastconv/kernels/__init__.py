@@ -12,7 +12,7 @@ Importing them registers each kernel:
 
 Beside them: :mod:`.config` (launch configs and their tables as data), :mod:`.fitness` (configs that spill
 under a given Triton), :mod:`.launch` (the per-plan launch fast path), :mod:`.specialize` (arguments typed
-as the JIT specialises them), :mod:`.common` (TF32 rounding, the NHWC pass, the packed-weight cache).
+as the JIT specialises them), :mod:`.common` (TF32 rounding, the NHWC pass, weight packing).
 """
 
 from __future__ import annotations

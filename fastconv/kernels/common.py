@@ -1,4 +1,4 @@
-"""Pieces shared by the tensor-core kernels: TF32 rounding, operand preparation, the packed-weight cache.
+"""Pieces shared by the tensor-core kernels: TF32 rounding, operand preparation (NHWC pass, weight packing).
 
 TF32 rounding.  A tensor core fed float32 in TF32 mode ignores the low 13 mantissa bits of its operands: it
 *truncates*.  Truncation errors all point toward zero, so they do not cancel in a long reduction; cuDNN rounds
@@ -10,15 +10,13 @@ exact TF32 values and every product is exact; only the fp32 accumulation rounds.
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 import triton
 import triton.language as tl
 
 from .launch import FastLaunch, cdiv, next_pow2
 
-__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "packed_weight", "PACK_CACHE"]
+__all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "WeightPack", "packed_weight", "pack_weight_kernel"]
 
 
 @triton.jit
@@ -111,52 +109,70 @@ class NhwcPass:
 
 # ------------------------------------------------------------------------------------------------------
 # Packed weights: (C_out, C_in/g, KH, KW) -> (C_out, KH*KW*C_in/g) with K ordered (kh, kw, ci), ci fastest.
+# Packed on every call: a cache keyed on the weight tensor (its storage and version counter) served stale
+# weights after an update through ``weight.data`` (which bumps no version counter: EMA updates, gradcheck's
+# perturbations) and could leave a CUDA graph pointing at an evicted buffer.  A packing pass reads and writes
+# the weight once (small next to the activation) in one launch; a channels_last weight that needs no TF32
+# rounding already is in the packed layout and costs nothing.
 # ------------------------------------------------------------------------------------------------------
-class _PackCache:
-    """Packed weights, reused while the weight tensor is the same object with the same storage and version.
-
-    The key is ``id(weight)``; an entry is valid only while a weak reference still points at that very
-    tensor, its data pointer is unchanged (``param.data = ...`` swaps storage) and its ``_version`` is
-    unchanged (every in-place update, e.g. an optimizer step, bumps it).  So a freed tensor whose address is
-    reused, an in-place update and a ``.data`` swap all repack.  At most ``max_entries`` are kept.
-    """
-
-    def __init__(self, max_entries: int = 64):
-        self.max_entries = max_entries
-        self._entries: dict[tuple, tuple] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, weight: torch.Tensor, kind: str, make) -> torch.Tensor:
-        key = (id(weight), kind)
-        stamp = (weight.data_ptr(), weight._version, tuple(weight.shape), tuple(weight.stride()), weight.dtype)
-        entry = self._entries.get(key)
-        if entry is not None:
-            ref, old_stamp, packed = entry
-            if ref() is weight and old_stamp == stamp:
-                self.hits += 1
-                return packed
-        self.misses += 1
-        packed = make(weight)
-        if len(self._entries) >= self.max_entries:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (weakref.ref(weight), stamp, packed)
-        return packed
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.hits = self.misses = 0
+@triton.jit
+def pack_weight_kernel(
+    w_ptr, out_ptr,
+    C_IN_G, KW, K,
+    stride_wo, stride_wc, stride_wh, stride_ww,
+    ROUND_TF32: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # -- map program ids: axis 0 = block of K, axis 1 = output channel --------------------------------------
+    pid_k = tl.program_id(0)
+    o = tl.program_id(1).to(tl.int64)
+    k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    mask = k < K
+    # -- k -> (kh, kw, ci), ci fastest; gather through the weight's strides ----------------------------------
+    ci = k % C_IN_G
+    tap = k // C_IN_G
+    src = w_ptr + o * stride_wo + ci.to(tl.int64) * stride_wc + (tap // KW).to(tl.int64) * stride_wh \
+        + (tap % KW).to(tl.int64) * stride_ww
+    v = tl.load(src, mask=mask)
+    if ROUND_TF32:
+        v = round_tf32(v)
+    tl.store(out_ptr + o * K + k, v, mask=mask)
 
 
-PACK_CACHE = _PackCache()
+class WeightPack:
+    """``weight`` ``(C_out, C_in/g, KH, KW)`` -> ``(C_out, KH*KW*C_in/g)``, K-contiguous, rounded to TF32 if
+    asked: one launch site per plan (a plan fixes the weight's shape and strides).  Fresh every call."""
+
+    __slots__ = ("round_to_tf32", "_site")
+
+    def __init__(self, round_to_tf32: bool):
+        self.round_to_tf32 = round_to_tf32
+        self._site: FastLaunch | None = None
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        c_out = weight.shape[0]
+        if not self.round_to_tf32 and weight.is_contiguous(memory_format=torch.channels_last):
+            return weight.permute(0, 2, 3, 1).reshape(c_out, -1)  # a view: already (kh, kw, ci)-contiguous
+        k = weight[0].numel()
+        out = torch.empty((c_out, k), dtype=weight.dtype, device=weight.device)
+        if out.numel() == 0:
+            return out
+        if self._site is None:
+            self._site = FastLaunch(pack_weight_kernel, (cdiv(k, _PACK_BLOCK), c_out), ("w_ptr", "out_ptr"),
+                                    num_warps=4)
+        self._site((weight, out), lambda: self._args(weight, out))
+        return out
+
+    def _args(self, weight: torch.Tensor, out: torch.Tensor) -> dict:
+        _, c_in_g, _, kw = weight.shape
+        so, sc, sh, sw = weight.stride()
+        return dict(w_ptr=weight, out_ptr=out, C_IN_G=c_in_g, KW=kw, K=out.shape[1], stride_wo=so, stride_wc=sc,
+                    stride_wh=sh, stride_ww=sw, ROUND_TF32=self.round_to_tf32, BLOCK_K=_PACK_BLOCK)
+
+
+_PACK_BLOCK = 256
 
 
 def packed_weight(weight: torch.Tensor, round_to_tf32: bool) -> torch.Tensor:
-    """``weight`` ``(C_out, C_in/g, KH, KW)`` packed K-contiguous as ``(C_out, KH*KW*C_in/g)``; cached."""
-
-    def make(w: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            p = w.detach().permute(0, 2, 3, 1).reshape(w.shape[0], -1).contiguous()
-            return round_tf32_torch(p) if round_to_tf32 else p
-
-    return PACK_CACHE.get(weight, "khwc_tf32" if round_to_tf32 else "khwc", make)
+    """``weight`` packed as ``(C_out, KH*KW*C_in/g)`` (one call through a throw-away :class:`WeightPack`)."""
+    return WeightPack(round_to_tf32)(weight)

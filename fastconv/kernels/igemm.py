@@ -35,7 +35,7 @@ from ..gpus import TARGETS
 from ..precision import Precision, modes
 from ..problem import ConvProblem
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
-from .common import NhwcPass, packed_weight, round_tf32
+from .common import NhwcPass, WeightPack, round_tf32
 from .config import KernelConfig, configs_of, table
 from .launch import FastLaunch, cdiv, next_pow2
 
@@ -388,12 +388,13 @@ def _igemm_launcher(p: ConvProblem, precision: str, config: KernelConfig):
     prep = blocks.pop("PREP", 1)
     upcast = dot_upcast()
     nhwc = NhwcPass(round_to_tf32=tf32) if prep else None
+    pack = WeightPack(round_to_tf32=tf32)
     site = FastLaunch(igemm_conv2d_kernel, _igemm_grid(p, blocks), _PTRS,
                       num_warps=config.num_warps, num_stages=config.num_stages)
 
     def launch(x, weight, bias, out) -> None:
         xs = nhwc(x) if nhwc is not None else x
-        wp = packed_weight(weight, round_to_tf32=tf32)
+        wp = pack(weight)
         site((xs, wp, bias if bias is not None else wp, out),
              lambda: _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=upcast))
 
@@ -451,12 +452,14 @@ def _pointwise_launcher(p: ConvProblem, precision: str, config: KernelConfig):
     site = FastLaunch(pointwise_conv2d_kernel, grid, _PTRS, num_warps=config.num_warps,
                       num_stages=config.num_stages)
 
+    pack = WeightPack(round_to_tf32=tf32)
+
     def launch(x, weight, bias, out) -> None:
         sxp = _flat_pixel_stride(x)
         if sxp is None:  # e.g. a view sliced along W: one copy into a layout whose pixels flatten
             x = x.contiguous()
             sxp = _flat_pixel_stride(x)
-        wp = packed_weight(weight, round_to_tf32=tf32)
+        wp = pack(weight)
         site((x, wp, bias if bias is not None else wp, out),
              lambda: _pointwise_args(x, wp, bias, out, p, precision, blocks, sxp, _flat_pixel_stride(out), upcast))
 
