@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,13 @@ def pins_file(triton: str) -> str:
     return f"constraints/triton-{triton}.txt"
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished commands this process ran (pip, pytest and their workers):
+    with the wall time it shows how much of a slow run was waiting for a busy machine."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _record(entry: dict) -> None:
     path = os.environ.get("FASTCONV_CI_REPORT")
     if path:
@@ -60,7 +68,7 @@ def _record(entry: dict) -> None:
 def tests(session: nox.Session, triton: str) -> None:
     """The whole test suite under one Triton, installed from constraints/triton-<version>.txt."""
     pins = pins_file(triton)
-    t0, status, versions = time.monotonic(), "failed", {}
+    t0, cpu0, status, versions = time.monotonic(), _children_cpu(), "failed", {}
     # Not session.create_tmp(): that sets $TMPDIR inside the checkout, where the pytest runs that tests start
     # in tmp_path would pick up this repo's pyproject.toml and conftest.py.
     vfile = Path(tempfile.mkdtemp(prefix="fastconv-nox-")) / "versions.json"
@@ -76,9 +84,10 @@ def tests(session: nox.Session, triton: str) -> None:
         status = f"failed ({e})"
         raise
     finally:
-        seconds = round(time.monotonic() - t0, 1)
-        session.log(f"{session.name}: {status} in {seconds} s")
-        _record({"session": session.name, "status": status, "seconds": seconds, "versions": versions})
+        seconds, cpu = round(time.monotonic() - t0, 1), round(_children_cpu() - cpu0, 1)
+        session.log(f"{session.name}: {status} in {seconds} s ({cpu} CPU s)")
+        _record({"session": session.name, "status": status, "seconds": seconds, "cpu_seconds": cpu,
+                 "versions": versions})
 
 
 @nox.session(venv_backend="venv", default=False)
