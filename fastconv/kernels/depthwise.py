@@ -71,7 +71,7 @@ def depthwise_conv2d_kernel(
             x_row = x_base + ci * stride_xc + ih.to(tl.int64) * stride_xh
             for kw in tl.static_range(KW):
                 iw = iw0 + kw * dil_w
-                ok = (w_mask & (iw >= 0) & (iw < W) & h_ok)[:, None] & c_mask[None, :]
+                ok = ((w_mask & (iw >= 0) & (iw < W) & h_ok)[:, None] & c_mask[None, :]) != 0
                 xv = tl.load(x_row + iw.to(tl.int64)[:, None] * stride_xw, mask=ok, other=0.0)
                 wv = tl.load(w_base + ci * stride_wc + kh * stride_wh + kw * stride_ww, mask=c_mask, other=0.0)
                 acc += xv.to(acc.dtype) * wv.to(acc.dtype)[None, :]
