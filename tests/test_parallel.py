@@ -1,0 +1,114 @@
+"""Parallel test runs (pytest-xdist, issue 14): locks between processes, caches shared by concurrent
+workers, compile pools sized for the workers, one worker per GPU.
+
+The benchmark suite under xdist (per-worker results, one timing per GPU at a time) is tested end to end in
+``tests/test_bench.py`` with simulated GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from fastconv.kernels.config import KernelConfig
+from fastconv.locks import FileLock, LockTimeout, ReadersWriterLock
+from fastconv.tuning import autotuner
+
+FORK = multiprocessing.get_context("fork")  # children need no fresh interpreter: they only write files
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Locks
+# ---------------------------------------------------------------------------------------------------------
+def test_file_lock_modes_conflict_as_flock_says(tmp_path):
+    a, b = FileLock(tmp_path / "l"), FileLock(tmp_path / "l")  # two open files: they conflict like processes
+    with a.held("shared"):
+        with b.held("shared", timeout=0):
+            pass
+        with pytest.raises(LockTimeout, match="not granted exclusive within 0.05 s"):
+            b.acquire("exclusive", timeout=0.05)
+    with a.held("exclusive"), pytest.raises(LockTimeout):
+        b.acquire("shared", timeout=0.05)
+    with b.held("exclusive", timeout=0):
+        pass
+    with pytest.raises(ValueError, match="'shared' or 'exclusive'"):
+        a.acquire("read")
+
+
+def _in_thread(fn):
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_waiting_writer_goes_before_new_readers(tmp_path):
+    """A reader inside, a writer waiting: a new reader must wait for the writer (no writer starvation by a
+    stream of tests), and the writer gets in once the first reader leaves."""
+    path = tmp_path / "gpu.lock"
+    reader, writer, late = (ReadersWriterLock(path) for _ in range(3))
+    order = []
+
+    def write():
+        with writer.writing(timeout=10):
+            order.append("writer")
+            time.sleep(0.1)
+
+    with reader.reading():
+        t = _in_thread(write)
+        deadline = time.monotonic() + 10
+        while writer._gate.mode != "exclusive" and time.monotonic() < deadline:  # the writer is at the door
+            time.sleep(0.01)
+        with pytest.raises(LockTimeout), late.reading(timeout=0.2):
+            pass
+    t.join(10)
+    assert order == ["writer"] and not t.is_alive()
+    with late.reading(timeout=1):
+        pass
+
+
+def test_a_reader_that_writes_steps_out_and_back_in(tmp_path):
+    path = tmp_path / "gpu.lock"
+    me, other = ReadersWriterLock(path), ReadersWriterLock(path)
+    with me.reading():
+        with other.reading(timeout=1):
+            pass  # readers share
+        with me.writing(timeout=1):
+            with pytest.raises(LockTimeout), other.reading(timeout=0.1):
+                pass
+            with pytest.raises(RuntimeError, match="already held for writing"), me.writing():
+                pass
+        with pytest.raises(LockTimeout), other.writing(timeout=0.1):  # still a reader: no writer gets in
+            pass
+    with other.writing(timeout=1):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Caches written by concurrent processes
+# ---------------------------------------------------------------------------------------------------------
+def _tune_many(path, first, n, start):
+    while time.time() < start:  # all writers begin together
+        time.sleep(0.001)
+    for i in range(first, first + n):
+        autotuner._save_disk(path, f"key{i}", KernelConfig.of(num_warps=4, num_stages=2, BLOCK=i))
+
+
+def test_concurrent_tuners_lose_no_entry_of_the_shared_cache_file(tmp_path):
+    """Four processes add 40 choices each to one tuning file at once (what xdist workers tuning on one GPU
+    model do): every choice is there afterwards."""
+    path = tmp_path / "tuning-x.json"
+    start = time.time() + 0.5
+    procs = [FORK.Process(target=_tune_many, args=(path, 40 * p, 40, start)) for p in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    data = json.loads(path.read_text())
+    assert sorted(data) == sorted(f"key{i}" for i in range(160))
+    assert all(KernelConfig.from_json(data[f"key{i}"])["BLOCK"] == i for i in range(160))
