@@ -16,6 +16,8 @@ import pytest
 
 from fastconv.kernels.config import KernelConfig
 from fastconv.locks import FileLock, LockTimeout, ReadersWriterLock
+from fastconv.static import resource_gate, worker
+from fastconv.static.compile import JSONCache
 from fastconv.tuning import autotuner
 
 FORK = multiprocessing.get_context("fork")  # children need no fresh interpreter: they only write files
@@ -112,3 +114,40 @@ def test_concurrent_tuners_lose_no_entry_of_the_shared_cache_file(tmp_path):
     data = json.loads(path.read_text())
     assert sorted(data) == sorted(f"key{i}" for i in range(160))
     assert all(KernelConfig.from_json(data[f"key{i}"])["BLOCK"] == i for i in range(160))
+
+
+def _put_first(root, n, out):
+    out.put(JSONCache(root).put("k", {"compile_seconds": n, "registers": 40}, replace=False))
+
+
+def test_static_cache_entries_are_first_writer_wins(tmp_path):
+    """Two compilations of one key differ in compile_seconds; concurrent gate runs must report the same
+    entry, so a stored one is kept and returned."""
+    cache = JSONCache(tmp_path)
+    assert cache.put("k", {"compile_seconds": 1.0}, replace=False) == {"compile_seconds": 1.0}
+    assert cache.put("k", {"compile_seconds": 2.0}, replace=False) == {"compile_seconds": 1.0}
+    assert cache.get("k") == {"compile_seconds": 1.0}
+    assert cache.put("k", {"compile_seconds": 3.0}) == {"compile_seconds": 3.0} == cache.get("k")
+    assert [p.name for p in tmp_path.iterdir()] == ["k.json"]  # no temporary file left behind
+
+    queue = FORK.Queue()
+    procs = [FORK.Process(target=_put_first, args=(tmp_path / "race", n, queue)) for n in range(4)]
+    for p in procs:
+        p.start()
+    answers = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert len({json.dumps(a, sort_keys=True) for a in answers}) == 1
+    assert answers[0] == JSONCache(tmp_path / "race").get("k")
+
+
+def test_compile_pools_share_the_cores_between_xdist_workers(monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert worker.share_of(8) == 8
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    assert (worker.share_of(8), worker.share_of(2), worker.share_of(1)) == (4, 1, 1)
+    monkeypatch.setenv("FASTCONV_STATIC_JOBS", "6")
+    assert resource_gate.default_jobs() == 3
+    monkeypatch.delenv("FASTCONV_STATIC_JOBS")
+    monkeypatch.setattr(resource_gate.os, "cpu_count", lambda: 2)
+    assert resource_gate.default_jobs() == 1  # 2 cores, 2 pytest workers: one compile process each

@@ -40,7 +40,7 @@ from ..kernels.config import KernelConfig
 from .compile import JSONCache, hash_key, tree_digest
 from .report import Occupancy, ResourceReport, evaluate, occupancy, tensor_core_opcodes
 from .variants import REGISTRY_PROVIDER, check_overrides
-from .worker import get_pool
+from .worker import get_pool, share_of
 
 __all__ = [
     "DEFAULT_TARGETS", "VariantInfo", "GateItem", "StaticResult", "GateRun", "check", "registry_items",
@@ -286,9 +286,10 @@ class GateRun:
 
 
 def default_jobs() -> int:
-    """Compile workers: ``$FASTCONV_STATIC_JOBS``, else the CPU count (at most 8)."""
+    """Compile workers of this process: ``$FASTCONV_STATIC_JOBS``, else the CPU count (at most 8), shared out
+    between the pytest-xdist workers of a test session (:func:`~fastconv.static.worker.share_of`)."""
     env = os.environ.get("FASTCONV_STATIC_JOBS")
-    return max(1, int(env)) if env else max(1, min(os.cpu_count() or 1, 8))
+    return share_of(max(1, int(env)) if env else max(1, min(os.cpu_count() or 1, 8)))
 
 
 def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None = None,
@@ -322,8 +323,8 @@ def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None 
         workers = pool.started - started
         for key, answer in zip(todo, answers):
             if "report" in answer:
-                reports[key] = ResourceReport.from_json(answer["report"])
-                cache.put(key, answer["report"])
+                # a report another process stored first for this key wins: concurrent runs report alike
+                reports[key] = ResourceReport.from_json(cache.put(key, answer["report"], replace=not use_cache))
             else:
                 errors[key] = answer.get("error", "unknown error")
     results = []

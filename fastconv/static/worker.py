@@ -32,7 +32,7 @@ from ..gpus import TARGETS
 from .compile import compile_report
 from .variants import describe_provider, resolve
 
-__all__ = ["WorkerPool", "get_pool", "job_timeout", "main"]
+__all__ = ["WorkerPool", "get_pool", "job_timeout", "share_of", "main"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the fastconv package
 
@@ -136,6 +136,17 @@ class WorkerPool:
             workers, self._idle = self._idle, []
         for w in workers:
             w.close()
+
+
+def share_of(jobs: int) -> int:
+    """This process's part of ``jobs`` compile processes meant for the whole machine: under pytest-xdist every
+    test worker starts its own pool, so each gets ``jobs // $PYTEST_XDIST_WORKER_COUNT`` (at least one)
+    instead of oversubscribing the cores ``workers x jobs`` times."""
+    try:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    except ValueError:
+        workers = 1
+    return max(1, jobs // max(1, workers))
 
 
 _POOL: WorkerPool | None = None
