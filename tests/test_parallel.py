@@ -11,13 +11,16 @@ import json
 import multiprocessing
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from fastconv.kernels.config import KernelConfig
 from fastconv.locks import FileLock, LockTimeout, ReadersWriterLock
 from fastconv.static import resource_gate, worker
 from fastconv.static.compile import JSONCache
+from fastconv.testing import pytest_conv
 from fastconv.tuning import autotuner
 
 FORK = multiprocessing.get_context("fork")  # children need no fresh interpreter: they only write files
@@ -151,3 +154,56 @@ def test_compile_pools_share_the_cores_between_xdist_workers(monkeypatch):
     monkeypatch.delenv("FASTCONV_STATIC_JOBS")
     monkeypatch.setattr(resource_gate.os, "cpu_count", lambda: 2)
     assert resource_gate.default_jobs() == 1  # 2 cores, 2 pytest workers: one compile process each
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One worker per GPU
+# ---------------------------------------------------------------------------------------------------------
+def _gpus(monkeypatch, count: int, visible: str | None):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+
+
+def test_visible_gpus_are_named_as_cuda_visible_devices_names_them(monkeypatch):
+    _gpus(monkeypatch, 0, None)
+    assert pytest_conv.visible_gpus() == []
+    _gpus(monkeypatch, 3, None)
+    assert pytest_conv.visible_gpus() == ["0", "1", "2"]
+    _gpus(monkeypatch, 2, "5, 7")
+    assert pytest_conv.visible_gpus() == ["5", "7"]
+    _gpus(monkeypatch, 1, "GPU-2f1e,bogus,3")  # CUDA stops at the first entry it cannot use
+    assert pytest_conv.visible_gpus() == ["GPU-2f1e"]
+
+
+def _specs(n, **preset):
+    return [SimpleNamespace(id=f"gw{i}", env=dict(preset.get(f"gw{i}", {}))) for i in range(n)]
+
+
+def test_each_worker_is_pinned_to_one_gpu_round_robin(monkeypatch):
+    config = SimpleNamespace(pluginmanager=SimpleNamespace(get_plugin=lambda name: None))
+    _gpus(monkeypatch, 2, "4,6")
+    specs = _specs(3, gw2={"CUDA_VISIBLE_DEVICES": "9"})  # a --tx spec that pins itself is left alone
+    pytest_conv.pytest_xdist_setupnodes(config, specs)
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["4", "6", "9"]
+    specs = _specs(3)
+    pytest_conv.pytest_xdist_setupnodes(config, specs)
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["4", "6", "4"]  # more workers than GPUs: shared
+    _gpus(monkeypatch, 0, None)
+    specs = _specs(2)
+    pytest_conv.pytest_xdist_setupnodes(config, specs)
+    assert [s.env for s in specs] == [{}, {}]  # no GPU: nothing to pin
+
+
+def test_auto_starts_one_worker_per_gpu(monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    _gpus(monkeypatch, 4, None)
+    assert pytest_conv.pytest_xdist_auto_num_workers(None) == 4
+    _gpus(monkeypatch, 0, None)
+    assert pytest_conv.pytest_xdist_auto_num_workers(None) is None  # xdist's CPU count
+    _gpus(monkeypatch, 4, None)
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    assert pytest_conv.pytest_xdist_auto_num_workers(None) is None  # xdist's own hook reads the variable
