@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from fastconv.bench import pytest_bench
 from fastconv.kernels.config import KernelConfig
 from fastconv.locks import FileLock, LockTimeout, ReadersWriterLock
 from fastconv.static import resource_gate, worker
@@ -24,7 +25,6 @@ from fastconv.testing import pytest_conv
 from fastconv.tuning import autotuner
 
 FORK = multiprocessing.get_context("fork")  # children need no fresh interpreter: they only write files
-
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -207,3 +207,35 @@ def test_auto_starts_one_worker_per_gpu(monkeypatch):
     _gpus(monkeypatch, 4, None)
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     assert pytest_conv.pytest_xdist_auto_num_workers(None) is None  # xdist's own hook reads the variable
+
+
+def test_worker_tags_name_the_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert pytest_bench.worker_tag("gw1") == "gw1-gpu3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-GPU-1a/1/0")
+    assert pytest_bench.worker_tag("gw0") == "gw0-gpuMIG-GPU-1a_1_0"  # pytest-benchmark forbids / in names
+    _gpus(monkeypatch, 0, None)
+    assert pytest_bench.worker_tag("gw0") == "gw0-cpu"
+
+
+def test_compare_keeps_the_saved_runs_of_this_gpu_model(tmp_path):
+    runs = {}
+    for name, gpu in (("0001_h100.json", "NVIDIA H100 80GB HBM3"), ("0002_h200.json", "NVIDIA H200"),
+                      ("0003_old.json", None)):
+        (tmp_path / name).write_text(json.dumps({"machine_info": {"fastconv": {"gpu": gpu}}, "benchmarks": []}))
+        runs[name] = {"test[a]": {}}
+
+    def session(*names):
+        return SimpleNamespace(compared_mapping={n: runs[n] for n in names}, storage=SimpleNamespace(path=tmp_path),
+                               compare_fail=["median:10%"])
+
+    bs = session("0001_h100.json", "0002_h200.json")
+    assert pytest_bench.same_gpu_baselines(bs, "NVIDIA H200") == ["0001_h100.json (NVIDIA H100 80GB HBM3)"]
+    assert list(bs.compared_mapping) == ["0002_h200.json"] and bs.compare_fail == ["median:10%"]
+    bs = session("0001_h100.json")
+    dropped = pytest_bench.same_gpu_baselines(bs, "NVIDIA H200")
+    assert dropped[-1] == "no saved run of NVIDIA H200: NOT compared"
+    assert bs.compared_mapping == {} and bs.compare_fail == []
+    for gpu, names in ((None, ("0001_h100.json",)), ("NVIDIA H200", ("0003_old.json",))):
+        bs = session(*names)  # no GPU here, or runs that do not say theirs: pytest-benchmark decides
+        assert pytest_bench.same_gpu_baselines(bs, gpu) == [] and list(bs.compared_mapping) == list(names)
