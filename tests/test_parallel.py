@@ -21,6 +21,7 @@ from fastconv.kernels.config import KernelConfig
 from fastconv.locks import FileLock, LockTimeout, ReadersWriterLock
 from fastconv.static import resource_gate, worker
 from fastconv.static.compile import JSONCache
+from fastconv.static.report import ResourceReport
 from fastconv.testing import pytest_conv
 from fastconv.tuning import autotuner
 
@@ -142,6 +143,44 @@ def test_static_cache_entries_are_first_writer_wins(tmp_path):
         p.join(60)
     assert len({json.dumps(a, sort_keys=True) for a in answers}) == 1
     assert answers[0] == JSONCache(tmp_path / "race").get("k")
+
+
+def _report(n: float) -> dict:
+    return ResourceReport(function="k", arch="sm90a", num_warps=4, num_stages=2, registers=64, stack_bytes=0,
+                          local_bytes=0, static_shared_bytes=0, dynamic_shared_bytes=0, spill_stores=0,
+                          spill_loads=0, compile_seconds=n).to_json()
+
+
+def test_a_key_another_process_is_compiling_is_read_not_compiled_again(tmp_path, monkeypatch):
+    """The static gate of two xdist workers on a cold cache: a key claimed elsewhere is waited for and read;
+    if the other process made no entry after all, it is compiled here.  (The compiler is faked: the pool,
+    claims and cache are real.)"""
+    asked = []
+
+    class Compiler:
+        def ask(self, job, timeout):
+            asked.append(job["key"])
+            return {"report": _report(1.0)}
+
+    monkeypatch.setattr(worker, "_Worker", Compiler)
+    cache = JSONCache(tmp_path)
+    todo = {k: (SimpleNamespace(job=lambda name, k=k: {"key": k}), "sm_90") for k in ("a", "b", "c")}
+    other_b, other_c = cache.claim("b"), cache.claim("c")  # another process is compiling b and c
+
+    def other_finishes():
+        time.sleep(0.3)
+        cache.put("b", _report(7.0), replace=False)  # b: stored, then let go; c: let go without an entry
+        other_b.close()
+        other_c.close()
+
+    t = _in_thread(other_finishes)
+    made, errors = resource_gate._compile(todo, cache, True, worker.WorkerPool(2))
+    t.join(10)
+    assert errors == {} and sorted(asked) == ["a", "c"]
+    assert made["b"][0].compile_seconds == 7.0 and not made["b"][1]  # the other process's report
+    assert made["a"][1] and made["c"][1] and cache.get("c") is not None
+    again, _ = resource_gate._compile(todo, cache, True, worker.WorkerPool(2))  # entries appear meanwhile
+    assert sorted(asked) == ["a", "c"] and not any(here for _, here in again.values())
 
 
 def test_compile_pools_share_the_cores_between_xdist_workers(monkeypatch):

@@ -42,6 +42,7 @@ from typing import Any
 from ..env import cache_dir, triton_version
 from ..gpus import TargetLimits
 from ..kernels.base import StaticVariant
+from ..locks import FileLock, LockTimeout
 from .report import ResourceReport
 
 __all__ = [
@@ -208,6 +209,31 @@ class JSONCache:
             return json.loads((self.root / f"{key}.json").read_text())
         except (OSError, ValueError):
             return None
+
+    def _lock(self, key: str) -> FileLock:
+        return FileLock(self.root / ".locks" / key)
+
+    def claim(self, key: str) -> FileLock | None:
+        """The right to make ``key``'s entry (held until the returned lock is closed), or None while another
+        process holds it: concurrent gate runs (pytest-xdist workers) then compile each key once."""
+        lock = self._lock(key)
+        try:
+            lock.acquire("exclusive", timeout=0)
+        except (LockTimeout, OSError):
+            lock.close()
+            return None
+        return lock
+
+    def wait_for(self, key: str, timeout: float) -> Any | None:
+        """Wait (at most ``timeout`` s) until no process holds ``key``'s claim; then its entry, if one was made."""
+        lock = self._lock(key)
+        try:
+            lock.acquire("exclusive", timeout=timeout)
+        except (LockTimeout, OSError):
+            pass
+        finally:
+            lock.close()
+        return self.get(key)
 
     def put(self, key: str, value: Any, *, replace: bool = True) -> Any:
         """Store ``value`` under ``key``; return what the cache holds for ``key`` afterwards."""

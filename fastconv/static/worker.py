@@ -99,8 +99,10 @@ class WorkerPool:
         with self._lock:
             self._idle.append(w)
 
-    def map(self, jobs: list[dict]) -> list[dict]:
-        """Run every job; results in the order of ``jobs``."""
+    def map(self, jobs: list[dict], claim=None, done=None) -> list[dict]:
+        """Run every job; results in the order of ``jobs``.  ``claim(i)``, when given, is asked as job ``i``
+        comes up: None runs it, anything else is its result (e.g. another process is doing that job);
+        ``done(i, result)`` is called as soon as job ``i`` has run (in the thread that ran it)."""
         results: list[dict | None] = [None] * len(jobs)
         timeout = job_timeout()
         todo: queue.Queue[int] = queue.Queue()
@@ -115,8 +117,14 @@ class WorkerPool:
                         i = todo.get_nowait()
                     except queue.Empty:
                         return
+                    res = claim(i) if claim is not None else None
+                    if res is not None:
+                        results[i] = res
+                        continue
                     res = w.ask(jobs[i], timeout)
                     results[i] = res
+                    if done is not None:
+                        done(i, res)
                     if res.get("dead"):
                         w = _Worker()  # the compiler crashed the worker: replace it and go on
                         with self._lock:
