@@ -166,7 +166,10 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 # One GPU, one timing at a time
 # ----------------------------------------------------------------------------------------------------------
 def _gpu_key(device: torch.device) -> str:
-    """What names a physical GPU on this machine, whatever ``CUDA_VISIBLE_DEVICES`` a process has: its UUID."""
+    """What names a physical GPU on this machine, whatever ``CUDA_VISIBLE_DEVICES`` a process has: its UUID.
+    (A device that is not a GPU, as a test's simulated timing device, is named by its type.)"""
+    if device.type != "cuda":
+        return device.type
     uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
     return f"gpu-{uuid}" if uuid is not None else f"gpu-{torch.cuda.get_device_name(device)}-{device.index}"
 
