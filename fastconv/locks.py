@@ -46,7 +46,10 @@ class FileLock:
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except PermissionError:  # another user's lock file: flock needs only a descriptor
+                self._fd = os.open(self.path, os.O_RDONLY)
         return self._fd
 
     def acquire(self, mode: str = "exclusive", timeout: float | None = None) -> None:

@@ -278,3 +278,28 @@ def test_compare_keeps_the_saved_runs_of_this_gpu_model(tmp_path):
     for gpu, names in ((None, ("0001_h100.json",)), ("NVIDIA H200", ("0003_old.json",))):
         bs = session(*names)  # no GPU here, or runs that do not say theirs: pytest-benchmark decides
         assert pytest_bench.same_gpu_baselines(bs, gpu) == [] and list(bs.compared_mapping) == list(names)
+
+
+@pytest.fixture
+def lock_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCONV_LOCK_DIR", str(tmp_path / "locks"))
+    pytest_bench._gpu_lock.cache_clear()
+    yield tmp_path / "locks"
+    pytest_bench._gpu_lock.cache_clear()
+
+
+def test_a_benchmark_fails_clearly_when_its_gpu_stays_busy_or_cannot_be_locked(lock_dir, monkeypatch):
+    config = SimpleNamespace(getoption=lambda name: 0.2)  # --bench-gpu-wait
+    cpu = torch.device("cpu")  # what the plugin's tests time on: its lock is named by the device type
+    other = ReadersWriterLock(lock_dir / "cpu.lock")
+    with other.reading(), pytest.raises(pytest.fail.Exception, match="GPU cpu stayed busy for 0.2 s"), \
+            pytest_bench._exclusive_gpu(config, cpu):
+        pass
+    with pytest_bench._exclusive_gpu(config, cpu), pytest.raises(LockTimeout):  # free again, and now held
+        other.reading(timeout=0.05).__enter__()
+    lock_dir.parent.joinpath("file").write_text("")
+    monkeypatch.setenv("FASTCONV_LOCK_DIR", str(lock_dir.parent / "file" / "locks"))  # not a directory
+    pytest_bench._gpu_lock.cache_clear()
+    with pytest.raises(pytest.fail.Exception, match="cannot lock GPU cpu under .*set FASTCONV_LOCK_DIR"), \
+            pytest_bench._exclusive_gpu(config, cpu):
+        pass

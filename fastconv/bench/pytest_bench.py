@@ -45,7 +45,7 @@ import json
 import math
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -174,9 +174,17 @@ def _gpu_key(device: torch.device) -> str:
     return f"gpu-{uuid}" if uuid is not None else f"gpu-{torch.cuda.get_device_name(device)}-{device.index}"
 
 
+def _lock_dir() -> Path:
+    return Path(os.environ.get("FASTCONV_LOCK_DIR") or Path(tempfile.gettempdir()) / "fastconv-gpu-locks")
+
+
 @functools.cache
 def _gpu_lock(key: str) -> ReadersWriterLock:
-    root = Path(os.environ.get("FASTCONV_LOCK_DIR") or Path(tempfile.gettempdir()) / "fastconv-gpu-locks")
+    root = _lock_dir()
+    if not root.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with suppress(OSError):
+            root.chmod(0o1777)  # every user's sessions lock the machine's GPUs here (as in /tmp)
     return ReadersWriterLock(root / ("".join(c if c.isalnum() or c in "-_" else "_" for c in key) + ".lock"))
 
 
@@ -186,8 +194,17 @@ def pytest_runtest_protocol(item, nextitem):
     device = _timed_device()
     if device is None:
         return (yield)
-    with _gpu_lock(_gpu_key(device)).reading():
+    try:
+        reading = _gpu_lock(_gpu_key(device)).reading()
+        reading.__enter__()
+    except OSError as exc:  # no lock file we may open: run, and say that timings are not protected
+        item.warn(pytest.PytestWarning(f"fastconv: cannot lock the GPU under {_lock_dir()} ({exc}); set "
+                                       "FASTCONV_LOCK_DIR: benchmarks of other sessions may overlap this test"))
         return (yield)
+    try:
+        return (yield)
+    finally:
+        reading.__exit__(None, None, None)
 
 
 @contextmanager
@@ -195,11 +212,18 @@ def _exclusive_gpu(config, device: torch.device):
     """The GPU to this process alone; fails the test after ``--bench-gpu-wait`` s of waiting for it."""
     wait = float(config.getoption("bench_gpu_wait"))
     try:
-        with _gpu_lock(_gpu_key(device)).writing(timeout=wait):
-            yield
-    except LockTimeout as exc:  # only the wait raises it
+        held = _gpu_lock(_gpu_key(device)).writing(timeout=wait)
+        held.__enter__()
+    except LockTimeout as exc:
         pytest.fail(f"benchmark: GPU {_gpu_key(device)} stayed busy for {wait:g} s (another test or benchmark "
                     f"held it; --bench-gpu-wait): {exc}", pytrace=False)
+    except OSError as exc:
+        pytest.fail(f"benchmark: cannot lock GPU {_gpu_key(device)} under {_lock_dir()} ({exc}): a timing must "
+                    "have its GPU to itself; set FASTCONV_LOCK_DIR to a directory you may write", pytrace=False)
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------
