@@ -5,7 +5,19 @@
 - Hypothesis profiles ``dev`` (default), ``ci`` (picked automatically when ``$CI`` is set: derandomized, no
   deadline, sized for a 2-core CPU machine), ``gpu`` and ``nightly``; choose with ``--hypothesis-profile``.
   Each profile also sets the problem-size budget the strategies draw under (see ``properties/strategies``).
+  ``$HYPOTHESIS_MAX_EXAMPLES`` caps every profile's examples per test (the budgets stay the profile's).
 - Every test runs under a fixture that restores torch's global flags (TF32, cuDNN, determinism) and RNG state.
+
+Parallel runs (``pytest -n auto``, pytest-xdist): every worker is a fresh process that imports this file, so
+all of the above holds per worker (session fixtures too: each worker builds its own).  On a GPU machine the
+controller has pinned each worker to one GPU through ``CUDA_VISIBLE_DEVICES`` in the worker's environment
+before the worker started (:mod:`fastconv.testing.pytest_conv`), so the ``torch.cuda.is_available()`` below,
+torch's first device query, already sees only that GPU.  What workers share is safe under concurrency: the
+tuning cache (read-modify-write under a file lock), the static gate's cache (one file per key, written by
+rename, first writer wins, one compiler per key), and Hypothesis' example database in ``.hypothesis/``
+(``DirectoryBasedExampleDatabase``: one file per example, named by its hash, written to a temporary file and
+renamed into place, missing or vanished files ignored on read; xdist runs each test in one worker only, and
+the ``ci`` profile is derandomized, which turns the database off).
 """
 
 from __future__ import annotations
@@ -28,6 +40,10 @@ settings.register_profile("ci", max_examples=10, derandomize=True, print_blob=Tr
 settings.register_profile("gpu", max_examples=150, print_blob=True, **_common)
 settings.register_profile("nightly", max_examples=3000, print_blob=True,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink], **_common)
+if os.environ.get("HYPOTHESIS_MAX_EXAMPLES"):  # a cap on every profile (a quick run of the gpu profile, say)
+    for _name in ("dev", "ci", "gpu", "nightly"):
+        settings.register_profile(_name, settings.get_profile(_name),
+                                  max_examples=int(os.environ["HYPOTHESIS_MAX_EXAMPLES"]))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 

@@ -524,7 +524,7 @@ def test_chart_draws_a_png(tmp_path):
 # pytest-benchmark integration
 # ----------------------------------------------------------------------------------------------------------
 PLUGIN_CONFTEST = """
-import os, torch
+import os, pytest, torch
 os.environ.setdefault("TRITON_INTERPRET", "1")
 import fastconv.bench.pytest_bench as plugin
 from fastconv.bench import roofline
@@ -551,6 +551,48 @@ if os.environ.get("FAKE_TIMED"):
     _setup = (torch.device("cpu"), Steps(), roofline.ceilings_for("NVIDIA H100 80GB HBM3", measure=False))
     plugin._timed_device = lambda: _setup[0]
     plugin._timed_setup = lambda: _setup
+
+if os.environ.get("SIM_GPUS"):
+    # simulated GPUs for pytest-xdist runs: the controller pins workers to them (CUDA_VISIBLE_DEVICES is
+    # harmless to a CPU torch), each one is its own lock and model; every GPU interval goes to SIM_LOG
+    import time
+    from fastconv.testing import pytest_conv
+
+    def gpu():
+        return os.environ.get("CUDA_VISIBLE_DEVICES", "none")
+
+    def log(kind, t0, t1):
+        with open(os.environ["SIM_LOG"], "a") as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {gpu()} {kind} {t0!r} {t1!r}\\n")
+
+    pytest_conv.visible_gpus = lambda: os.environ["SIM_GPUS"].split(",")
+    plugin._gpu_key = lambda device: "sim-gpu" + gpu()
+    _info = plugin.info
+    plugin.info = lambda: {**_info(), "gpu": os.environ.get("SIM_MODEL_" + gpu(), "Sim GPU")}
+    _bench_case = plugin.bench_case
+
+    def logged_bench_case(*a, **k):
+        t0 = time.time()
+        try:
+            return _bench_case(*a, **k)
+        finally:
+            log("bench", t0, time.time())
+
+    plugin.bench_case = logged_bench_case
+
+    @pytest.fixture
+    def busy_gpu():
+        t0 = time.time()
+        yield
+        log("busy", t0, time.time())
+"""
+
+BUSY_TEST = """
+import time, pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_busy(busy_gpu, i):
+    time.sleep(0.3)  # another suite's test on the same GPU: must never overlap a timed case
 """
 
 PLUGIN_TEST = """
@@ -563,16 +605,17 @@ def test_conv(conv_bench, bench_case, impl):
 """
 
 
-def run_pytest(tmp_path, *args, fake_timed: bool):
+def run_pytest(tmp_path, *args, fake_timed: bool, problems: str = "smoke_3x3", env: dict | None = None):
     (tmp_path / "conftest.py").write_text(textwrap.dedent(PLUGIN_CONFTEST))
     (tmp_path / "test_b.py").write_text(textwrap.dedent(PLUGIN_TEST))
     # the inner session is a plain one: no xdist worker identity leaks in from an outer `pytest -n` run
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FAKE_TIMED"))}
-    env.update(PYTHONPATH=str(REPO), TRITON_INTERPRET="1")
+    inner = {k: v for k, v in os.environ.items()
+             if not k.startswith(("PYTEST_", "FAKE_TIMED", "SIM_", "CUDA_VISIBLE_DEVICES"))}
+    inner.update(PYTHONPATH=str(REPO), TRITON_INTERPRET="1", **(env or {}))
     if fake_timed:
-        env["FAKE_TIMED"] = "1"
+        inner["FAKE_TIMED"] = "1"
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
-                        "--bench-problems", "smoke_3x3", *args], cwd=tmp_path, env=env, capture_output=True,
+                        "--bench-problems", problems, *args], cwd=tmp_path, env=inner, capture_output=True,
                        text=True, timeout=300)
     return p.returncode, p.stdout + p.stderr
 
@@ -605,6 +648,82 @@ def test_plugin_without_gpu_records_nothing(tmp_path):
     path = tmp_path / "b.json"  # pytest-benchmark may write an empty file, or none, when nothing was timed
     saved = path.read_text() if path.exists() else ""
     assert saved == "" or json.loads(saved)["benchmarks"] == []
+
+
+def _sim_xdist(tmp_path, gpus: str, *args, models: dict | None = None, problems: str = "smoke_3x3"):
+    """An inner ``pytest -n 2 ...`` (``args``) on the simulated GPUs ``gpus``; every GPU interval it logged."""
+    env = {"SIM_GPUS": gpus, "SIM_LOG": str(tmp_path / "gpu.log"), "FASTCONV_LOCK_DIR": str(tmp_path / "locks"),
+           **{f"SIM_MODEL_{g}": m for g, m in (models or {}).items()}}
+    (tmp_path / "gpu.log").unlink(missing_ok=True)
+    rc, out = run_pytest(tmp_path, "-n", "2", "--benchmark-max-time=0.001", *args, fake_timed=True, env=env,
+                         problems=problems)
+    log = [line.split() for line in (tmp_path / "gpu.log").read_text().splitlines()]
+    return rc, out, [(w, g, kind, float(t0), float(t1)) for w, g, kind, t0, t1 in log]
+
+
+def _results(tmp_path, stem) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"{stem}.*.json"))}
+
+
+def test_xdist_workers_time_each_gpu_alone_and_keep_results_and_compares_per_gpu(tmp_path):
+    """pytest-xdist on simulated GPUs, two inner runs.
+
+    1. Two workers on one GPU, four benchmark cases and four other GPU tests: while a case is timed nothing
+       else runs on that GPU; every case is timed once; each worker writes and saves its own results, named
+       and labelled by worker and GPU.
+    2. ``--dist each`` on two GPUs of different models, against saved runs of both models made from run 1
+       (model A's twice as fast): each worker times every case and compares only with its own model's run;
+       the regressions on GPU 0 fail the run and are named with their GPU.
+    """
+    (tmp_path / "test_busy.py").write_text(textwrap.dedent(BUSY_TEST))
+    store = tmp_path / "store"
+    rc, out, log = _sim_xdist(tmp_path, "0", "--benchmark-json", str(tmp_path / "b.json"),
+                              f"--benchmark-storage=file://{store}", "--benchmark-save=run",
+                              problems="smoke_3x3,smoke_depthwise")
+    assert rc == 0, out
+    assert "workers pinned to GPUs (CUDA_VISIBLE_DEVICES) gw0->0, gw1->0; GPUs are SHARED" in out
+    assert {g for _, g, *_ in log} == {"0"} and len({w for w, *_ in log}) == 2
+    benches = [iv for iv in log if iv[2] == "bench"]
+    assert len(benches) == 4 and sum(iv[2] == "busy" for iv in log) == 4
+    for w, _, _, t0, t1 in benches:  # a timed case overlaps nothing on its GPU
+        others = [iv for iv in log if iv[0] != w or iv[3:] != (t0, t1)]
+        assert all(o[4] <= t0 or o[3] >= t1 for o in others), (w, t0, t1, others)
+    results = _results(tmp_path, "b")
+    assert not (tmp_path / "b.json").exists() and results, out
+    timed = []
+    for name, data in results.items():
+        xd = data["machine_info"]["fastconv"]["xdist"]
+        assert name == f"b.{xd['worker']}-gpu0.json" and xd["cuda_visible_devices"] == "0" and xd["workers"] == 2
+        timed += data["benchmarks"]
+        assert f"{xd['worker']}-gpu0 (Sim GPU): {len(data['benchmarks'])} case(s) timed, results in" in out
+    assert sorted(b["name"] for b in timed) == sorted(f"test_conv[{p}-tf32-nchw-{i}]" for p in (
+        "smoke_3x3", "smoke_depthwise") for i in ("fastconv", "cudnn"))
+    saved = sorted(p.name.split("_", 1)[1] for p in store.glob("*/*.json"))
+    assert saved == sorted(f"run-{n.split('.')[1]}.json" for n in results)
+    assert "4 case(s) timed on the GPU" in out and "automatically disabled because xdist" not in out
+
+    models = {"0": "Sim GPU A", "1": "Sim GPU B"}
+    baselines = tmp_path / "baselines" / "m"
+    baselines.mkdir(parents=True)
+    data = next(iter(results.values()))
+    for model, speed in (("Sim GPU A", 2), ("Sim GPU B", 1)):
+        data["machine_info"]["fastconv"]["gpu"] = model
+        data["benchmarks"] = [dict(b, stats={k: v / speed if isinstance(v, float) else v
+                                             for k, v in b["stats"].items()}) for b in timed]
+        (baselines / f"000{speed}_{model[-1]}.json").write_text(json.dumps(data))
+    (tmp_path / "test_busy.py").unlink()
+    rc, out, _ = _sim_xdist(tmp_path, "0,1", "--dist", "each", "--benchmark-json", str(tmp_path / "c.json"),
+                            f"--benchmark-storage=file://{baselines.parent}", "--benchmark-compare=m/000",
+                            "--benchmark-compare-fail=median:5%", models=models)
+    assert rc == 1, out
+    assert "gw0->0, gw1->1" in out and "SHARED" not in out
+    results = _results(tmp_path, "c")
+    assert sorted(results) == ["c.gw0-gpu0.json", "c.gw1-gpu1.json"]
+    for n, data in enumerate(results.values()):
+        assert data["machine_info"]["fastconv"]["gpu"] == models[str(n)] and len(data["benchmarks"]) == 2
+    regressed = [line for line in out.splitlines() if "PERFORMANCE REGRESSED" in line]
+    assert len(regressed) == 2 and all(line.startswith("gw0-gpu0 (Sim GPU A)") for line in regressed), out
+    assert "0001_B.json (Sim GPU B)" in out and "0002_A.json (Sim GPU A)" in out  # each left the other out
 
 
 def test_gate_absolute_floor_ignores_microsecond_jitter_of_latency_bound_problems():

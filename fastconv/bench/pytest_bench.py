@@ -20,18 +20,39 @@ tiny ``SMOKE`` problems, each case runs once in Triton's interpreter and is chec
 ``extra_info`` says ``timed: False``, and pytest-benchmark records no statistics for it.
 
 Options: ``--bench-quick``, ``--bench-problems NAMES``, ``--bench-dtype``, ``--bench-layout``,
-``--bench-precision``.  A machine-info hook adds GPU, driver, CUDA, cuDNN, torch and triton versions.
+``--bench-precision``, ``--bench-gpu-wait``.  A machine-info hook adds GPU, driver, CUDA, cuDNN, torch and
+triton versions.
+
+One GPU, one timing at a time: every test holds its GPU shared (a per-GPU
+:class:`~fastconv.locks.ReadersWriterLock` under ``$FASTCONV_LOCK_DIR``, default ``<tmp>/fastconv-gpu-locks``,
+so it spans every pytest process of the machine), and a benchmark case holds it exclusively from its first
+call to its last timed round: nothing else of these sessions runs on that GPU while it is timed, and two
+pytest-xdist workers pinned to one GPU take turns.
+
+Under pytest-xdist (one worker per GPU, see :mod:`fastconv.testing.pytest_conv`) pytest-benchmark switches
+itself off; this plugin switches its device-timed cases back on in each worker, and keeps every worker's
+results apart: ``--benchmark-json PATH`` becomes ``PATH.<worker>-gpu<N>.json``, ``--benchmark-save NAME``
+saves ``NNNN_NAME-<worker>-gpu<N>.json``, ``machine_info["fastconv"]["xdist"]`` names the worker and GPU,
+and each worker compares with ``--benchmark-compare`` on its own GPU.  The controller prints each worker's
+table and fails the run (exit 1) on a regression that ``--benchmark-compare-fail`` finds on any GPU.  In any
+run, ``--benchmark-compare`` uses only the saved runs of this GPU's model when it matched several models.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
+import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import pytest
 import torch
 
 from ..env import interpreter_enabled
+from ..locks import LockTimeout, ReadersWriterLock
 from ..precision import FLOAT32_PRECISIONS
 from ..tuning.timing import CudaEvents, measure
 from ..vocab import DTYPES
@@ -41,6 +62,9 @@ from .problems import BENCH_LAYOUTS, SMOKE, layouts_of, select
 from .roofline import ceilings_for, roofline
 
 __all__ = ["device_clock", "GpuBenchmark"]
+
+# one xdist worker per GPU (the workers' pinning, -n auto) comes with fastconv.testing's plugin
+pytest_plugins = ["fastconv.testing.pytest_conv"]
 
 _CLOCK = [0.0]
 
@@ -65,6 +89,9 @@ def pytest_addoption(parser):
                     help="input layout, each against cuDNN in the same layout (default: both)")
     group.addoption("--bench-precision", default=None, choices=list(FLOAT32_PRECISIONS),
                     help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
+    group.addoption("--bench-gpu-wait", type=float, default=1800.0, metavar="SECONDS",
+                    help="how long a benchmark waits for its GPU to be free of other tests and benchmarks "
+                         "before it fails (default 1800)")
 
 
 def _timed_device():
@@ -106,8 +133,15 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's
 def pytest_collection_modifyitems(config, items):
-    """Give every item that uses ``gpu_benchmark`` the device clock, and group conv cases by problem."""
+    """Give every item that uses ``gpu_benchmark`` the device clock, and group conv cases by problem.  In an
+    xdist worker whose benchmarks all time here, drop pytest-benchmark's note that xdist disabled them."""
+    bs = getattr(config, "_benchmarksession", None)
+    if config._fastconv_worker_tag is not None and bs is not None and all(
+            "gpu_benchmark" in getattr(i, "fixturenames", ()) for i in items
+            if "benchmark" in getattr(i, "fixturenames", ())):
+        bs.xdist_benchmark_found = False
     for item in items:
         if "gpu_benchmark" not in getattr(item, "fixturenames", ()):
             continue
@@ -124,18 +158,244 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["fastconv"] = info()
+    tag = getattr(config, "_fastconv_worker_tag", None)
+    if tag is not None:
+        machine_info["fastconv"]["xdist"] = _worker_info(config)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One GPU, one timing at a time
+# ----------------------------------------------------------------------------------------------------------
+def _gpu_key(device: torch.device) -> str:
+    """What names a physical GPU on this machine, whatever ``CUDA_VISIBLE_DEVICES`` a process has: its UUID.
+    (A device that is not a GPU, as a test's simulated timing device, is named by its type.)"""
+    if device.type != "cuda":
+        return device.type
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    return f"gpu-{uuid}" if uuid is not None else f"gpu-{torch.cuda.get_device_name(device)}-{device.index}"
+
+
+def _lock_dir() -> Path:
+    return Path(os.environ.get("FASTCONV_LOCK_DIR") or Path(tempfile.gettempdir()) / "fastconv-gpu-locks")
+
+
+@functools.cache
+def _gpu_lock(key: str) -> ReadersWriterLock:
+    root = _lock_dir()
+    if not root.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with suppress(OSError):
+            root.chmod(0o1777)  # every user's sessions lock the machine's GPUs here (as in /tmp)
+    return ReadersWriterLock(root / ("".join(c if c.isalnum() or c in "-_" else "_" for c in key) + ".lock"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Every test (setup, call, teardown) holds its GPU shared: a benchmark being timed holds it exclusively."""
+    device = _timed_device()
+    if device is None:
+        return (yield)
+    try:
+        reading = _gpu_lock(_gpu_key(device)).reading()
+        reading.__enter__()
+    except OSError as exc:  # no lock file we may open: run, and say that timings are not protected
+        item.warn(pytest.PytestWarning(f"fastconv: cannot lock the GPU under {_lock_dir()} ({exc}); set "
+                                       "FASTCONV_LOCK_DIR: benchmarks of other sessions may overlap this test"))
+        return (yield)
+    try:
+        return (yield)
+    finally:
+        reading.__exit__(None, None, None)
+
+
+@contextmanager
+def _exclusive_gpu(config, device: torch.device):
+    """The GPU to this process alone; fails the test after ``--bench-gpu-wait`` s of waiting for it."""
+    wait = float(config.getoption("bench_gpu_wait"))
+    try:
+        held = _gpu_lock(_gpu_key(device)).writing(timeout=wait)
+        held.__enter__()
+    except LockTimeout as exc:
+        pytest.fail(f"benchmark: GPU {_gpu_key(device)} stayed busy for {wait:g} s (another test or benchmark "
+                    f"held it; --bench-gpu-wait): {exc}", pytrace=False)
+    except OSError as exc:
+        pytest.fail(f"benchmark: cannot lock GPU {_gpu_key(device)} under {_lock_dir()} ({exc}): a timing must "
+                    "have its GPU to itself; set FASTCONV_LOCK_DIR to a directory you may write", pytrace=False)
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pytest-xdist: results per worker and GPU
+# ----------------------------------------------------------------------------------------------------------
+@functools.cache
+def _gpu_name() -> str | None:
+    """The model of the GPU this process times on (None without one): what a saved run must match."""
+    return info().get("gpu")
+
+
+def worker_tag(worker: str) -> str:
+    """``gw0-gpu1``: the worker and the GPU it is pinned to (``CUDA_VISIBLE_DEVICES``; ``cpu`` without CUDA)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        gpu = "gpu" if torch.cuda.is_available() else "cpu"
+    else:
+        gpu = "gpu" + "".join(c if c.isalnum() or c in "-_." else "_" for c in visible)
+    return f"{worker}-{gpu}"
+
+
+def _worker_info(config) -> dict:
+    return {"worker": config.workerinput["workerid"], "workers": config.workerinput.get("workercount"),
+            "tag": config._fastconv_worker_tag, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def _saved_gpu(bs, path) -> str | None:
+    """The GPU model a saved run was recorded on (None if it does not say, or is not a file we can read)."""
+    p = Path(path)
+    for candidate in (p, Path(getattr(bs.storage, "path", "")) / p):
+        try:
+            return (json.loads(candidate.read_text()).get("machine_info", {}).get("fastconv") or {}).get("gpu")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def same_gpu_baselines(bs, gpu: str | None) -> list[str]:
+    """Keep in pytest-benchmark's comparison only the saved runs of ``gpu``'s model when the runs it loaded
+    name GPU models and ``gpu`` is known; returns what was dropped.  With none of this model, nothing is
+    compared (and ``--benchmark-compare-fail`` has nothing to fail on): said in the returned list."""
+    mapping = getattr(bs, "compared_mapping", None) or {}
+    if gpu is None or not mapping:
+        return []
+    models = {path: _saved_gpu(bs, path) for path in mapping}
+    if not any(models.values()):
+        return []
+    dropped = [f"{path} ({model})" for path, model in models.items() if model != gpu]
+    bs.compared_mapping = {path: m for path, m in mapping.items() if models[path] == gpu}
+    if not bs.compared_mapping:
+        bs.compare_fail = []
+        dropped.append(f"no saved run of {gpu}: NOT compared")
+    return dropped
+
+
+def _xdist_controller(config) -> bool:
+    """The process that hands tests to xdist workers (and runs none itself)."""
+    return not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no" and \
+        bool(config.getoption("tx", None))
 
 
 def pytest_configure(config):
     config._fastconv_bench_counts = {"timed": 0, "smoke": 0}
+    config._fastconv_worker_tag = None
+    config._fastconv_bench_workers = {}
+    config._fastconv_compare_dropped = []
+
+
+def pytest_sessionstart(session):
+    """(After every pytest_configure: pytest-benchmark makes its session in its own, a trylast one.)"""
+    config = session.config
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None or _xdist_controller(config):
+        return
+    if hasattr(config, "workerinput") and bs.xdist_warning:  # switched off only because this is an xdist worker
+        tag = config._fastconv_worker_tag = worker_tag(config.workerinput["workerid"])
+        if bs.json:
+            bs.json = Path(bs.json).with_name(f"{Path(bs.json).stem}.{tag}{Path(bs.json).suffix or '.json'}")
+        if bs.save:
+            bs.save = f"{bs.save}-{tag}"
+        if bs.autosave:
+            bs.autosave = f"{bs.autosave}-{tag}"
+    config._fastconv_compare_dropped = same_gpu_baselines(bs, _gpu_name())
+    for line in config._fastconv_compare_dropped:
+        bs.logger.warning(f"fastconv: --benchmark-compare on {_gpu_name()} leaves out {line}")
+
+
+class _Lines:
+    """A stand-in terminal that keeps what pytest-benchmark writes (a worker's table goes to the controller)."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text, **markup):
+        self.parts.append(str(text))
+
+    def write_line(self, line, **markup):
+        self.parts.append(str(line) + "\n")
+
+    def ensure_newline(self):
+        if self.parts and not self.parts[-1].endswith("\n"):
+            self.parts.append("\n")
+
+    def section(self, title, sep="=", **markup):
+        self.write_line(f" {title} ".center(80, sep))
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def pytest_sessionfinish(session):
+    """A worker sends its counts, results and regressions to the controller; the controller fails the run
+    on a regression of any worker."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        bs = getattr(config, "_benchmarksession", None)
+        out = {"counts": config._fastconv_bench_counts, "tag": config._fastconv_worker_tag}
+        if bs is not None and config._fastconv_worker_tag is not None:
+            # pytest-benchmark compared and saved in its own sessionfinish, which runs first
+            out["regressions"] = [list(r) for r in bs.performance_regressions]
+            bs.performance_regressions = []  # reported by the controller: a worker must not raise them
+            table = _Lines()
+            try:
+                if bs.groups:
+                    bs.display(table)
+            except Exception as exc:  # pytest-benchmark's own complaints: the controller fails the run on them
+                out["error"] = f"{type(exc).__name__}: {exc}"
+            out.update(table=table.text(), gpu=_gpu_name(), json=str(bs.json) if bs.json else None,
+                       dropped=config._fastconv_compare_dropped, timed_here=len(bs.benchmarks))
+        config.workeroutput["fastconv_bench"] = json.dumps(out)
+    elif any(w.get("regressions") or w.get("error") for w in config._fastconv_bench_workers.values()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    out = getattr(node, "workeroutput", {}).get("fastconv_bench")
+    if out:
+        node.config._fastconv_bench_workers[node.gateway.id] = json.loads(out)
+
+
+def _worker_summary(tr, workers: dict) -> None:
+    for wid in sorted(workers, key=lambda w: (len(w), w)):
+        w = workers[wid]
+        if w.get("tag") is None or not (w.get("timed_here") or w.get("regressions") or w.get("dropped")
+                                        or w.get("error")):
+            continue
+        where = f"{w['tag']} ({w.get('gpu') or 'no GPU'})"
+        tr.write_line(f"{where}: {w['timed_here']} case(s) timed" + (f", results in {w['json']}" if w.get("json")
+                                                                        else ""))
+        for line in w.get("dropped") or []:
+            tr.write_line(f"  --benchmark-compare leaves out {line}", yellow=True)
+        if w.get("table"):
+            tr.write(w["table"])
+        for name, why in w.get("regressions") or []:
+            tr.write_line(f"{where}: PERFORMANCE REGRESSED: {name} - {why}", red=True, bold=True)
+        if w.get("error"):
+            tr.write_line(f"{where}: pytest-benchmark: {w['error']}", red=True, bold=True)
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    counts = getattr(config, "_fastconv_bench_counts", None)
-    if not counts or not (counts["timed"] or counts["smoke"]):
+    counts = dict(getattr(config, "_fastconv_bench_counts", None) or {"timed": 0, "smoke": 0})
+    workers = getattr(config, "_fastconv_bench_workers", {})
+    for w in workers.values():
+        for k in counts:
+            counts[k] += w["counts"].get(k, 0)
+    if not (counts["timed"] or counts["smoke"]):
         return
     tr = terminalreporter
     tr.section("fastconv benchmarks")
+    _worker_summary(tr, workers)
     if counts["smoke"]:
         tr.write_line(f"{counts['smoke']} case(s) ran as smoke tests in Triton's interpreter: checked "
                       "against the fp64 reference, NOT TIMED (no GPU) - no timing was recorded.", yellow=True)
@@ -156,6 +416,12 @@ class GpuBenchmark:
         self.config = config
         self.setup = _timed_setup()
         self.extra_info = benchmark.extra_info
+        if config._fastconv_worker_tag is not None and self.setup is not None:
+            benchmark.disabled = False  # xdist switched pytest-benchmark off; this worker times its GPU alone
+
+    def exclusive(self):
+        """The GPU to this test alone while it is timed (other tests and benchmarks wait)."""
+        return _exclusive_gpu(self.config, self.setup[0])
 
     @property
     def timed(self) -> bool:
@@ -195,7 +461,8 @@ class GpuBenchmark:
         device, backend, ceilings = self.setup
         fns = {"fn": fn} if reference is None else {"fn": fn, "reference": reference}
         budget, min_rounds = self._budget()
-        t = measure(fns, backend, budget_s=budget, min_rounds=min_rounds)
+        with self.exclusive():
+            t = measure(fns, backend, budget_s=budget, min_rounds=min_rounds)
         info = self.extra_info
         info.update(timed=True, timing=backend.describe(), rounds=t["fn"].rounds,
                     first_call_s=t["fn"].first_call_s, median_ms=t["fn"].median_ms,
@@ -248,7 +515,8 @@ def conv_bench(gpu_benchmark, request):
             return holder["r"]
         device, backend, ceilings = gpu_benchmark.setup
         budget, min_rounds = gpu_benchmark._budget()
-        res = bench_case(case, impls, device, backend, ceilings, budget_s=budget, min_rounds=min_rounds)
+        with gpu_benchmark.exclusive():  # first call (compile, autotune) to last round: the GPU to itself
+            res = bench_case(case, impls, device, backend, ceilings, budget_s=budget, min_rounds=min_rounds)
         r = res.impls[impl]
         if r.skipped:
             pytest.skip(r.skipped)

@@ -42,6 +42,7 @@ from typing import Any
 from ..env import cache_dir, triton_version
 from ..gpus import TargetLimits
 from ..kernels.base import StaticVariant
+from ..locks import FileLock, LockTimeout
 from .report import ResourceReport
 
 __all__ = [
@@ -192,7 +193,13 @@ def default_cache_dir() -> Path:
 
 
 class JSONCache:
-    """One JSON file per key under ``root`` (written atomically, so concurrent runs are safe)."""
+    """One JSON file per key under ``root``, safe for concurrent processes (pytest-xdist workers, two users'
+    runs): an entry is written to a temporary file and moved into place, so a reader sees all of it or none.
+
+    An entry is a pure function of its key, except for what the run measured on the side (a report's
+    ``compile_seconds``).  :meth:`put` with ``replace=False`` keeps the entry another process stored first and
+    returns that one, so every process reports the same thing for one key.
+    """
 
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
@@ -203,12 +210,54 @@ class JSONCache:
         except (OSError, ValueError):
             return None
 
-    def put(self, key: str, value: Any) -> None:
+    def _lock(self, key: str) -> FileLock:
+        return FileLock(self.root / ".locks" / key)
+
+    def claim(self, key: str) -> FileLock | None:
+        """The right to make ``key``'s entry (held until the returned lock is closed), or None while another
+        process holds it: concurrent gate runs (pytest-xdist workers) then compile each key once."""
+        lock = self._lock(key)
+        try:
+            lock.acquire("exclusive", timeout=0)
+        except (LockTimeout, OSError):
+            lock.close()
+            return None
+        return lock
+
+    def wait_for(self, key: str, timeout: float) -> Any | None:
+        """Wait (at most ``timeout`` s) until no process holds ``key``'s claim; then its entry, if one was made."""
+        lock = self._lock(key)
+        try:
+            lock.acquire("exclusive", timeout=timeout)
+        except (LockTimeout, OSError):
+            pass
+        finally:
+            lock.close()
+        return self.get(key)
+
+    def put(self, key: str, value: Any, *, replace: bool = True) -> Any:
+        """Store ``value`` under ``key``; return what the cache holds for ``key`` afterwards."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.root / f"{key}.json")
+        final = self.root / f"{key}.json"
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(value, f, indent=1, sort_keys=True)
+            if not replace:
+                try:
+                    os.link(tmp, final)  # atomic, and fails where the entry exists
+                    return value
+                except FileExistsError:
+                    held = self.get(key)
+                    if held is not None:
+                        return held
+                except OSError:  # a file system without hard links: replace
+                    pass
+            os.replace(tmp, final)
+            return value
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def hash_key(payload: Any) -> str:

@@ -40,7 +40,7 @@ from ..kernels.config import KernelConfig
 from .compile import JSONCache, hash_key, tree_digest
 from .report import Occupancy, ResourceReport, evaluate, occupancy, tensor_core_opcodes
 from .variants import REGISTRY_PROVIDER, check_overrides
-from .worker import get_pool
+from .worker import get_pool, job_timeout, share_of
 
 __all__ = [
     "DEFAULT_TARGETS", "VariantInfo", "GateItem", "StaticResult", "GateRun", "check", "registry_items",
@@ -286,9 +286,10 @@ class GateRun:
 
 
 def default_jobs() -> int:
-    """Compile workers: ``$FASTCONV_STATIC_JOBS``, else the CPU count (at most 8)."""
+    """Compile workers of this process: ``$FASTCONV_STATIC_JOBS``, else the CPU count (at most 8), shared out
+    between the pytest-xdist workers of a test session (:func:`~fastconv.static.worker.share_of`)."""
     env = os.environ.get("FASTCONV_STATIC_JOBS")
-    return max(1, int(env)) if env else max(1, min(os.cpu_count() or 1, 8))
+    return share_of(max(1, int(env)) if env else max(1, min(os.cpu_count() or 1, 8)))
 
 
 def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None = None,
@@ -314,18 +315,15 @@ def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None 
         if key not in reports:
             todo.setdefault(key, (item, name))
     errors: dict[str, str] = {}
-    workers = 0
+    workers = compiled = 0
     if todo:
         pool = get_pool(jobs or default_jobs())
         started = pool.started
-        answers = pool.map([item.job(name) for item, name in todo.values()])
+        made, errors = _compile(todo, cache, use_cache, pool)
         workers = pool.started - started
-        for key, answer in zip(todo, answers):
-            if "report" in answer:
-                reports[key] = ResourceReport.from_json(answer["report"])
-                cache.put(key, answer["report"])
-            else:
-                errors[key] = answer.get("error", "unknown error")
+        compiled = sum(1 for key in made if made[key][1])
+        cached_keys |= {key for key in made if not made[key][1]}
+        reports.update({key: report for key, (report, _) in made.items()})
     results = []
     for item, name, key in slots:
         target = TARGETS[name]
@@ -339,5 +337,65 @@ def check(items: list[GateItem], *, targets: list[str] | tuple[str, ...] | None 
                         target=target)
         verdict = evaluate(r, target, tensor_core=item.variant.tensor_core)
         results.append(StaticResult(item, target, r, verdict, occ, "cache" if key in cached_keys else "compiled"))
-    return GateRun(results, compiled=len(todo) - len(errors), cached=len(cached_keys),
-                   workers_started=workers, seconds=time.perf_counter() - t0)
+    return GateRun(results, compiled=compiled, cached=len(cached_keys), workers_started=workers,
+                   seconds=time.perf_counter() - t0)
+
+
+def _compile(todo: dict[str, tuple[GateItem, str]], cache: JSONCache, use_cache: bool, pool
+             ) -> tuple[dict[str, tuple[ResourceReport, bool]], dict[str, str]]:
+    """Compile the ``todo`` keys: ``({key: (report, compiled here)}, {key: error})``.
+
+    With the cache on, a key is compiled only by the process that claims it first: a key another process
+    (an xdist worker, another user's run) is compiling is skipped and its entry read once that process is
+    done, or compiled here after all if it made none.  The report stored first wins (see :class:`JSONCache`)."""
+    keys = list(todo)
+    held: dict[str, Any] = {}
+
+    def claim(i: int) -> dict | None:
+        if not use_cache:
+            return None
+        lock = cache.claim(keys[i])
+        if lock is None:
+            return {"elsewhere": True}
+        hit = cache.get(keys[i])  # made while this run was busy with other keys
+        if hit is not None:
+            lock.close()
+            return {"report": hit, "elsewhere": True}
+        held[keys[i]] = lock
+        return None
+
+    made: dict[str, tuple[ResourceReport, bool]] = {}
+    errors: dict[str, str] = {}
+
+    def take(key: str, answer: dict) -> None:
+        if "report" in answer:
+            here = not answer.get("elsewhere")
+            stored = cache.put(key, answer["report"], replace=not use_cache) if here else answer["report"]
+            made[key] = (ResourceReport.from_json(stored), here)
+        else:
+            errors[key] = answer.get("error", "unknown error")
+
+    def done(i: int, answer: dict) -> None:  # stored, then the claim let go: a waiting process reads it now
+        take(keys[i], answer)
+        if keys[i] in held:
+            held.pop(keys[i]).close()
+
+    try:
+        answers = pool.map([todo[key][0].job(todo[key][1]) for key in keys], claim=claim, done=done)
+        for key, answer in zip(keys, answers):
+            if answer.get("elsewhere") and "report" in answer:
+                take(key, answer)
+    finally:
+        for lock in list(held.values()):
+            lock.close()
+    late = [key for key, answer in zip(keys, answers) if answer.get("elsewhere") and "report" not in answer]
+    again = []
+    for key in late:
+        hit = cache.wait_for(key, job_timeout())
+        if hit is not None:
+            take(key, {"report": hit, "elsewhere": True})
+        else:  # the other process failed on it: compile it here, reporting the error as ours
+            again.append(key)
+    for key, answer in zip(again, pool.map([todo[key][0].job(todo[key][1]) for key in again])):
+        take(key, answer)
+    return made, errors

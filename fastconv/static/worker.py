@@ -28,7 +28,7 @@ import sys
 import threading
 from pathlib import Path
 
-__all__ = ["WorkerPool", "get_pool", "job_timeout"]
+__all__ = ["WorkerPool", "get_pool", "job_timeout", "share_of"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the fastconv package
 
@@ -95,8 +95,10 @@ class WorkerPool:
         with self._lock:
             self._idle.append(w)
 
-    def map(self, jobs: list[dict]) -> list[dict]:
-        """Run every job; results in the order of ``jobs``."""
+    def map(self, jobs: list[dict], claim=None, done=None) -> list[dict]:
+        """Run every job; results in the order of ``jobs``.  ``claim(i)``, when given, is asked as job ``i``
+        comes up: None runs it, anything else is its result (e.g. another process is doing that job);
+        ``done(i, result)`` is called as soon as job ``i`` has run (in the thread that ran it)."""
         results: list[dict | None] = [None] * len(jobs)
         timeout = job_timeout()
         todo: queue.Queue[int] = queue.Queue()
@@ -111,8 +113,14 @@ class WorkerPool:
                         i = todo.get_nowait()
                     except queue.Empty:
                         return
+                    res = claim(i) if claim is not None else None
+                    if res is not None:
+                        results[i] = res
+                        continue
                     res = w.ask(jobs[i], timeout)
                     results[i] = res
+                    if done is not None:
+                        done(i, res)
                     if res.get("dead"):
                         w = _Worker()  # the compiler crashed the worker: replace it and go on
                         with self._lock:
@@ -132,6 +140,17 @@ class WorkerPool:
             workers, self._idle = self._idle, []
         for w in workers:
             w.close()
+
+
+def share_of(jobs: int) -> int:
+    """This process's part of ``jobs`` compile processes meant for the whole machine: under pytest-xdist every
+    test worker starts its own pool, so each gets ``jobs // $PYTEST_XDIST_WORKER_COUNT`` (at least one)
+    instead of oversubscribing the cores ``workers x jobs`` times."""
+    try:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    except ValueError:
+        workers = 1
+    return max(1, jobs // max(1, workers))
 
 
 _POOL: WorkerPool | None = None

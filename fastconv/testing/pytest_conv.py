@@ -5,7 +5,13 @@
 - tests marked ``gpu`` are skipped, with the reason, where no CUDA device is present;
 - fixtures: ``conv_device`` (where kernel tests put their tensors), ``poisoned`` (NaN-filled
   ``torch.empty`` for the test, see :func:`~fastconv.testing.poisoned_allocations`) and ``tuning_sandbox``
-  (a private, empty tuning cache; environment and caches restored afterwards).
+  (a private, empty tuning cache; environment and caches restored afterwards);
+- under pytest-xdist, one worker per GPU: ``-n auto`` starts as many workers as there are GPUs (the CPU
+  count without one; ``$PYTEST_XDIST_AUTO_NUM_WORKERS`` still wins), and every worker is pinned to one GPU,
+  round robin over the GPUs the session sees, through ``CUDA_VISIBLE_DEVICES`` set in the worker's
+  environment before its Python starts (so before any CUDA call: torch reads the variable once, at its first
+  device query).  A worker then sees one GPU, ``cuda:0``, and cannot touch another.  A ``--tx`` spec that sets
+  ``CUDA_VISIBLE_DEVICES`` itself is left alone.
 """
 
 from __future__ import annotations
@@ -34,6 +40,45 @@ def pytest_report_header(config) -> list[str]:
     except ImportError:  # pragma: no cover - hypothesis is a test dependency
         profile = "n/a"
     return [f"fastconv: kernels on {_device_line()}; hypothesis profile {profile!r}"]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process sees, in ``CUDA_VISIBLE_DEVICES``'s own notation (indices, ``GPU-<uuid>`` or MIG
+    ids), so a worker's ``CUDA_VISIBLE_DEVICES`` can name exactly one of them.  Empty without CUDA."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [str(i) for i in range(count)]
+    return [d.strip() for d in listed.split(",") if d.strip()][:count]  # CUDA stops at the first bad entry
+
+
+def gpu_assignment(worker_ids: list[str], gpus: list[str]) -> dict[str, str]:
+    """``{worker id: GPU}``: round robin, so workers share GPUs only when there are more workers than GPUs."""
+    return {w: gpus[n % len(gpus)] for n, w in enumerate(worker_ids)} if gpus else {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """``-n auto`` / ``-n logical``: one worker per GPU where there are GPUs (else xdist's CPU count)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return len(visible_gpus()) or None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs) -> None:
+    """Pin each worker to its GPU (in the controller, before the workers start)."""
+    assignment = gpu_assignment([spec.id for spec in specs], visible_gpus())
+    pinned = {}
+    for spec in specs:
+        if spec.id in assignment and "CUDA_VISIBLE_DEVICES" not in spec.env:
+            spec.env["CUDA_VISIBLE_DEVICES"] = pinned[spec.id] = assignment[spec.id]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if pinned and reporter is not None:
+        shared = len(set(pinned.values())) < len(pinned)
+        reporter.write_line("fastconv: workers pinned to GPUs (CUDA_VISIBLE_DEVICES) "
+                            + ", ".join(f"{w}->{g}" for w, g in pinned.items())
+                            + ("; GPUs are SHARED by workers" if shared else ""))
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -44,6 +44,7 @@ from ..env import cache_dir, triton_version
 from ..kernels import fitness
 from ..kernels.config import KernelConfig
 from ..kernels.launch import warmup_launches, watch_spills
+from ..locks import FileLock, LockTimeout
 from ..problem import ConvProblem
 from . import heuristic, timing
 
@@ -135,17 +136,25 @@ def _load_disk(path: Path) -> None:
 
 
 def _save_disk(path: Path, key: str, cfg: KernelConfig) -> None:
+    """Add one choice to the file.  Other processes (pytest-xdist workers, a user's scripts) add theirs to the
+    same file: the read-modify-write runs under an exclusive lock on ``<file>.lock``, so no entry is lost, and
+    the file is replaced atomically, so a reader (:func:`_load_disk` takes no lock) never sees half of it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path.with_name(path.name + ".lock"))
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            data = {}
-        data[key] = cfg.to_json()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(path)
-    except OSError:  # a read-only home must not break a conv call
+            with lock.held("exclusive", timeout=60):
+                try:
+                    data = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    data = {}
+                data[key] = cfg.to_json()
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+                tmp.replace(path)
+        finally:
+            lock.close()
+    except (OSError, LockTimeout):  # a read-only home or a stuck lock must not break a conv call
         pass
 
 
