@@ -8,6 +8,9 @@ Commands (each implemented beside the code it drives, and imported only when use
 - ``gate``: the A/B performance and correctness gate for CI (:mod:`fastconv.bench.perf_gate`).
 - ``networks``: whole-network forward passes, ``fastconv.convert`` against cuDNN (:mod:`fastconv.bench.networks`).
 - ``inspect``: the static resource gate: every kernel config per target GPU (:mod:`fastconv.static`).
+- ``verify``: the property suite, error-input tests and benchmark checks against any conv2d implementation
+  (:mod:`fastconv.verify`).
+- ``mutate``: the mutation harness: how many planted kernel bugs the property suite kills (:mod:`fastconv.mutate`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ COMMANDS = {
     "gate": ("fastconv.bench.perf_gate.cli", "A/B performance + correctness gate against a baseline"),
     "networks": ("fastconv.bench.networks", "whole networks (torchvision) converted to fastconv against cuDNN"),
     "inspect": ("fastconv.static.inspect_cli", "registers/spills/shared memory/occupancy of every kernel config"),
+    "verify": ("fastconv.verify", "run the property suite against a conv2d implementation (yours or fastconv's)"),
+    "mutate": ("fastconv.mutate", "mutation testing: apply each catalogued kernel bug, count those the suite kills"),
 }
 
 

@@ -1,5 +1,5 @@
-"""Everything torch rejects, fastconv rejects: same exception type, a message naming the argument, and
-nothing launched."""
+"""Everything torch rejects, an implementation that claims ``raises_like_torch`` rejects: the same exception
+type and a message naming the argument (and for fastconv: nothing launched)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 
-import fastconv
 from fastconv.kernels import REGISTRY
+from fastconv.testing.strategies import InvalidCall, examples, invalid_conv_problems
 
-from .harness import DEVICE
-from .strategies import InvalidCall, examples, invalid_conv_problems
+from .harness import DEVICE, require_flag
 
 pytestmark = pytest.mark.property
 
@@ -24,14 +23,18 @@ def _no_launch(*args, **kwargs):
 
 @settings(max_examples=examples("invalid"))
 @given(call=invalid_conv_problems())
-def test_invalid_problems_raise_what_torch_raises(call: InvalidCall):
+def test_invalid_problems_raise_what_torch_raises(conv_impl, call: InvalidCall):
+    require_flag(conv_impl, "raises_like_torch", "torch's exceptions for invalid arguments")
+    if conv_impl.name.startswith("fastconv:") and conv_impl.name != "fastconv:auto":
+        pytest.skip("fastconv's kernels share one validation, tested through fastconv:auto")
     expected = call.torch_error()
     assert expected is not None, f"the strategy drew a call torch accepts: {call}"
     args, kwargs = call.make(DEVICE)
     with contextlib.ExitStack() as stack:
         for kernel in REGISTRY.values():
-            stack.enter_context(mock.patch.object(kernel, "launch", _no_launch))
+            for method in ("launch", "launcher"):
+                stack.enter_context(mock.patch.object(kernel, method, _no_launch))
         with pytest.raises(expected) as info:
-            fastconv.conv2d(*args, **kwargs)
+            conv_impl(*args, **kwargs)
     message = str(info.value).lower()
     assert call.keyword in message, f"{call.kind}: the message does not name {call.keyword!r}: {info.value}"
