@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="pytest -k selection")
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark fixtures")
     parser.add_argument("--jobs", "-n", type=int, default=0, help="pytest-xdist workers (default: none)")
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
+    parser.add_argument("--pytest-args", default="", metavar="ARGS", help="more pytest arguments (one string)")
 
 
 def _spec_for(spec: str) -> str:
@@ -72,10 +73,7 @@ def pytest_command(args) -> list[str]:
         cmd += ["-k", args.select]
     if args.jobs:
         cmd += ["-n", str(args.jobs)]
-    extra = list(args.pytest_args or [])
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
-    return cmd + extra
+    return cmd + shlex.split(args.pytest_args or "")
 
 
 def run(args) -> int:
