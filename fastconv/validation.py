@@ -2,12 +2,21 @@
 
 Everything ``torch.nn.functional.conv2d`` rejects is rejected here, before any kernel is compiled or
 launched, with the exception type torch raises (``RuntimeError`` for bad values and shapes, ``TypeError``
-for arguments of the wrong Python type) and a message that names the argument and its value.  Unsupported
-dtypes raise ``NotImplementedError`` (a ``RuntimeError``, as torch's own "not implemented for" errors).
+for arguments of the wrong Python type), torch's message, and in the order torch checks (torch 2.13 on the
+CPU: ATen's ``conv2d`` / ``conv2d_padding``, ``convolution_same``, ``_convolution``, ``check_shape_forward``,
+then the CPU backend's own checks), so that a call with several faults reports the one torch reports.
+
+Where torch's wording depends on the backend it picks (zero dilation and a weight of another dtype: oneDNN
+and the slow CPU kernel word them differently) the slow kernel's wording is used.  ``TypeError`` messages
+name the argument in fastconv's words (torch's argument parser lists every overload).  What torch computes
+but fastconv does not (integer and complex dtypes, zero in-channels, empty kernels, zero dilation, a bias
+of another dtype with a string padding) raises ``NotImplementedError`` (a ``RuntimeError``, as torch's
+own "not implemented for" errors) or torch's dtype message, after all of torch's checks.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 
@@ -30,30 +39,72 @@ def _as_int(v) -> int | None:
         return None
 
 
-def _pair(name: str, value, *, allow_zero: bool) -> tuple[int, int]:
-    """An int or a sequence of 1 or 2 ints -> a pair of ints, with torch's messages."""
+def _int_list(name: str, value) -> list[int]:
+    """``value`` as the int list torch's argument parser makes of it (an int ``v`` is ``[v, v]``; a sequence keeps
+    its length, checked later as torch does); anything else is a ``TypeError``, as torch's parser raises."""
     single = _as_int(value)
-    if single is None and not isinstance(value, (Sequence, torch.Size)) or isinstance(value, str):
-        raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
-    vals = [single] if single is not None else [_as_int(v) for v in value]
-    if any(v is None for v in vals):
-        raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2:
-        raise RuntimeError(
-            f"expected {name} to be a single integer value or a list of 2 values to match the convolution "
-            f"dimensions, but got {name}={list(value)}"
-        )
-    if allow_zero and min(vals) < 0:
-        raise RuntimeError(f"negative {name} is not supported, got {name}={tuple(vals)}")
-    if not allow_zero and min(vals) < 1:
-        raise RuntimeError(f"non-positive {name} is not supported, got {name}={tuple(vals)}")
-    return vals[0], vals[1]
+    if single is not None:
+        return [single, single]
+    if isinstance(value, (Sequence, torch.Size)) and not isinstance(value, str):
+        vals = [_as_int(v) for v in value]
+        if all(v is not None for v in vals):
+            return vals
+    raise TypeError(f"conv2d(): argument '{name}' must be an int or a tuple of 2 ints, not {value!r}")
+
+
+# torch's names of dtypes in its messages.  caffe2's type names ("Input type (float) and bias type (double)"):
+# torch has no Python accessor for them, so they are listed (tests/test_torch_semantics.py checks each against
+# torch's own message); an unlisted dtype falls back to its Python name.
+_TYPE_META_NAMES = {
+    torch.float32: "float", torch.float64: "double", torch.float16: "c10::Half", torch.bfloat16: "c10::BFloat16",
+    torch.int64: "long int", torch.int32: "int", torch.int16: "short int", torch.int8: "signed char",
+    torch.uint8: "unsigned char", torch.bool: "bool", torch.complex32: "c10::complex<c10::Half>",
+    torch.complex64: "c10::complex<float>", torch.complex128: "c10::complex<double>",
+    **{getattr(torch, n): f"c10::{n.capitalize()}" for n in ("float8_e5m2", "float8_e4m3fn", "float8_e5m2fnuz",
+                                                            "float8_e4m3fnuz") if hasattr(torch, n)},
+}
+
+
+def _type_meta_name(dtype: torch.dtype) -> str:
+    return _TYPE_META_NAMES.get(dtype, str(dtype))
+
+
+def _scalar_type_name(dtype: torch.dtype) -> str:
+    """c10's ScalarType name ("Float", "Half", "ComplexDouble"): the core of the legacy tensor type name."""
+    try:
+        legacy = torch.empty(0, dtype=dtype).type()  # "torch.FloatTensor"
+    except Exception:  # pragma: no cover - a dtype without a legacy type
+        return str(dtype)
+    return legacy.removeprefix("torch.").removesuffix("Tensor")
+
+
+def _expand(name: str, values: list[int], dim: int) -> list[int]:
+    """torch's ``expand_param_if_needed``: one value serves every spatial dimension, else exactly ``dim``."""
+    if len(values) == 1:
+        return values * dim
+    if len(values) != dim:
+        raise RuntimeError(f"expected {name} to be a single integer value or a list of {dim} values to match the "
+                           f"convolution dimensions, but got {name}={values}")
+    return values
+
+
+def _same_pads(kernel: int, dilation: int) -> tuple[int, int]:
+    """torch's split of ``padding="same"`` with C++ integer division (truncation), so that invalid dilations
+    reach the checks torch reports them in; for valid ones this is :func:`same_padding`."""
+    total = dilation * (kernel - 1)
+    if total >= 0:
+        return same_padding(kernel, dilation)
+    left = -((-total) // 2)
+    return left, total - left
 
 
 def output_channels_last(input: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether torch returns a channels_last output for these operands (input or weight suggests it)."""
+    """Whether torch returns a channels_last output for these operands: when the input or the weight suggests
+    it, except for float64 on CUDA, where ATen's cuDNN path keeps float64 in NCHW
+    (``cudnn_conv_suggest_memory_format``; its other CUDA paths for float64 write contiguous outputs too)."""
+    if input.device.type == "cuda" and torch.float64 in (input.dtype, weight.dtype):
+        return False
+
     def suggests_cl(t: torch.Tensor) -> bool:
         if t.dim() != 4:
             return False
@@ -91,28 +142,123 @@ def normalize_conv2d_args(
         raise TypeError(f"conv2d(): argument 'groups' must be an int, not {groups!r}")
     groups = _as_int(groups)
 
-    # --- ranks --------------------------------------------------------------------------------------
+    string_padding = isinstance(padding, str)
+    stride = _int_list("stride", stride)
+    dilation = _int_list("dilation", dilation)
+    if not string_padding:
+        padding = _int_list("padding", padding)
+
+    # --- torch's checks, in torch's order (ATen's conv2d / conv2d_padding, convolution_same, _convolution,
+    # check_shape_forward, then the CPU backend's own checks), each with torch's message ------------------
+    if not string_padding and bias is not None and bias.dtype != input.dtype:
+        raise RuntimeError(f"Input type ({_type_meta_name(input.dtype)}) and bias type "
+                           f"({_type_meta_name(bias.dtype)}) should be the same")
     if input.dim() not in (3, 4):
         raise RuntimeError(
             f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(input.shape)}"
         )
-    if weight.dim() != 4:
-        raise RuntimeError(f"Expected 4D weight (out_channels, in_channels/groups, kH, kW) for conv2d, "
-                           f"but got weight of size: {list(weight.shape)}")
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
+    in_shape = list(x.shape)  # the input as torch's checks see it ("same" may pad it at the end first)
 
-    # --- dtypes and devices -------------------------------------------------------------------------
+    same_pads = None
+    if string_padding:
+        if padding == "same":
+            k = weight.dim()
+            if k <= 2:
+                raise RuntimeError("weight should have at least three dimensions")
+            if groups <= 0:
+                raise RuntimeError("non-positive groups is not supported")
+            if k != x.dim():
+                raise RuntimeError(f"Expected {k}-dimensional input for {k}-dimensional weight{list(weight.shape)}, "
+                                   f"but got {x.dim()}-dimensional input of size {in_shape} instead")
+            for name, values in (("stride", stride), ("dilation", dilation)):
+                if len(values) not in (1, k - 2):
+                    raise RuntimeError(f"{name} cannot broadcast to {k - 2} dimensions")
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            dil = _expand("dilation", dilation, k - 2)
+            same_pads = [_same_pads(weight.shape[2 + i], dil[i]) for i in range(k - 2)]
+            # torch pads the odd element at the end of the input, then convolves with the leading padding
+            in_shape = in_shape[:2] + [n + right - left for n, (left, right) in zip(in_shape[2:], same_pads)]
+            padding = [left for left, _ in same_pads]
+        elif padding == "valid":
+            padding = [0]
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+
+    if weight.dim() < 3:
+        raise RuntimeError("weight should have at least three dimensions")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    dim = weight.dim() - 2
+    stride = _expand("stride", stride, dim)
+    padding = _expand("padding", padding, dim)
+    dilation = _expand("dilation", dilation, dim)
+    if not string_padding and dim != 2:  # ATen's conv2d passes output_padding [0, 0] (the string paths [0])
+        _expand("output_padding", [0, 0], dim)
+
+    if min(padding) < 0:
+        raise RuntimeError("negative padding is not supported")
+    if min(stride) <= 0:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(dilation) < 0:
+        raise RuntimeError("dilation should be greater than zero")
+    w_shape = list(weight.shape)
+    if weight.dim() != x.dim():
+        raise RuntimeError(f"Expected {weight.dim()}-dimensional input for {weight.dim()}-dimensional weight "
+                           f"{w_shape}, but got {x.dim()}-dimensional input of size {in_shape} instead")
+    c_out, c_in_g, kh, kw = w_shape
+    n, c_in = in_shape[:2]
+    if c_out < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, "
+                           f"but got weight of size {w_shape} instead")
+    if c_out % groups != 0:  # torch prints this shape in double brackets
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+                           f"but got weight of size [{w_shape}] instead")
+    if c_in != c_in_g * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {w_shape}, expected input{in_shape} to have "
+            f"{c_in_g * groups} channels, but got {c_in} channels instead"
+        )
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != c_out):
+        raise RuntimeError(
+            f"Given weight of size {w_shape}, expected bias to be 1-dimensional with {c_out} elements, "
+            f"but got bias of size {list(bias.shape)} instead"
+        )
+    padded = [size + 2 * pad for size, pad in zip(in_shape[2:], padding)]
+    extent = [d * (k - 1) + 1 for d, k in zip(dilation, (kh, kw))]
+    if any(p < e for p, e in zip(padded, extent)):
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({padded[0]} x {padded[1]}). Kernel size: "
+            f"({extent[0]} x {extent[1]}). Kernel size can't be greater than actual input size"
+        )
+    # CPU backend checks (torch returns an empty or bias-only result for zero batch/channels before them)
+    if n > 0 and c_in > 0:
+        if math.prod(in_shape) == 0:  # padding can make an empty image "large enough": torch still refuses
+            raise RuntimeError(
+                f"Only zero batch or zero channel inputs are supported, but got input shape: {in_shape}"
+            )
+        if kh < 1 or kw < 1:  # torch's dilated kernel (any dilation != 1) and its plain one word it apart
+            raise RuntimeError("kernel size should be greater than zero, but got " + (
+                f"{[kh, kw]}" if dilation != [1, 1] else f"kernel_height: {kh} kernel_width: {kw}"))
+        if min(dilation) < 1:
+            raise RuntimeError(f"dilation should be greater than zero, but got {dilation}")
+    if weight.dtype != input.dtype:
+        raise RuntimeError(f"expected scalar type {_scalar_type_name(input.dtype)} but found "
+                           f"{_scalar_type_name(weight.dtype)}")
+
+    # --- what fastconv computes (torch computes more: these are fastconv's own refusals) ---------------------
     if dtype_info(input.dtype) is None:
         raise NotImplementedError(
             f"fastconv.conv2d: input dtype {input.dtype} is not supported ({', '.join(DTYPES)} are)"
         )
-    if weight.dtype != input.dtype:
-        raise RuntimeError(
-            f"Input type ({input.dtype}) and weight type ({weight.dtype}) should be the same"
-        )
-    if bias is not None and bias.dtype != input.dtype:
-        raise RuntimeError(f"Input type ({input.dtype}) and bias type ({bias.dtype}) should be the same")
+    if bias is not None and bias.dtype != input.dtype:  # torch accepts it with a string padding; fastconv not
+        raise RuntimeError(f"Input type ({_type_meta_name(input.dtype)}) and bias type "
+                           f"({_type_meta_name(bias.dtype)}) should be the same")
+    if c_in_g < 1 or kh < 1 or kw < 1 or min(dilation) < 1:
+        raise NotImplementedError(f"fastconv.conv2d: weight of size {w_shape} with dilation={dilation}: "
+                                  f"zero in-channels per group, an empty kernel or a zero dilation are not supported")
     if weight.device != input.device:
         raise RuntimeError(
             f"Input and weight should be on the same device, but got input on {input.device} "
@@ -126,61 +272,6 @@ def normalize_conv2d_args(
         if t is not None and t.layout != torch.strided:
             raise RuntimeError(f"fastconv.conv2d: {name} must be a dense strided tensor, got layout {t.layout}")
 
-    # --- conv parameters ----------------------------------------------------------------------------
-    sh, sw = _pair("stride", stride, allow_zero=False)
-    dh, dw = _pair("dilation", dilation, allow_zero=False)
-    if groups < 1:
-        raise RuntimeError(f"non-positive groups is not supported, got groups={groups}")
-
-    c_out, c_in_g, kh, kw = weight.shape
-    n, c_in, h, w = x.shape
-    if c_out < 1 or c_out % groups != 0:
-        raise RuntimeError(
-            f"Given groups={groups}, expected weight to be at least 1 and divisible by {groups} at dimension 0, "
-            f"but got weight of size {list(weight.shape)} instead"
-        )
-    if c_in_g < 1 or kh < 1 or kw < 1:
-        raise RuntimeError(f"Expected weight to have non-zero in_channels/groups and kernel size, "
-                           f"but got weight of size {list(weight.shape)}")
-    if c_in != c_in_g * groups:
-        raise RuntimeError(
-            f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(x.shape)} to have "
-            f"{c_in_g * groups} channels, but got {c_in} channels instead"
-        )
-    if bias is not None and (bias.dim() != 1 or bias.shape[0] != c_out):
-        raise RuntimeError(
-            f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with {c_out} elements, "
-            f"but got bias of size {list(bias.shape)} instead"
-        )
-
-    if isinstance(padding, str):
-        if padding == "valid":
-            ph = pw = ph_end = pw_end = 0
-        elif padding == "same":
-            if (sh, sw) != (1, 1):
-                raise RuntimeError(
-                    f"padding='same' is not supported for strided convolutions, got stride={(sh, sw)}"
-                )
-            ph, ph_end = same_padding(kh, dh)
-            pw, pw_end = same_padding(kw, dw)
-        else:
-            raise RuntimeError(f"Invalid padding string: {padding!r}, should be one of 'valid' or 'same'")
-    else:
-        ph, pw = _pair("padding", padding, allow_zero=True)
-        ph_end, pw_end = ph, pw
-
-    eff_kh, eff_kw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    padded_h, padded_w = h + ph + ph_end, w + pw + pw_end
-    if padded_h < eff_kh or padded_w < eff_kw:
-        raise RuntimeError(
-            f"Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: "
-            f"({eff_kh} x {eff_kw}). Kernel size can't be greater than actual input size"
-        )
-    if n > 0 and (h == 0 or w == 0):  # padding can make an empty image "large enough": torch still refuses
-        raise RuntimeError(
-            f"Only zero batch or zero channel inputs are supported, but got input shape: {list(x.shape)}"
-        )
-
     # --- where it can run ---------------------------------------------------------------------------
     if input.device.type == "cpu" and not interpreter_enabled():
         raise RuntimeError(
@@ -189,6 +280,15 @@ def normalize_conv2d_args(
         )
     if input.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"fastconv.conv2d: unsupported device {input.device} (cuda, or cpu with TRITON_INTERPRET=1)")
+
+    sh, sw = stride
+    dh, dw = dilation
+    h, w = x.shape[2:]
+    if same_pads is not None:
+        (ph, ph_end), (pw, pw_end) = same_pads
+    else:
+        ph, pw = padding
+        ph_end, pw_end = ph, pw
 
     problem = ConvProblem(
         batch=n, c_in=c_in, h=h, w=w, c_out=c_out, kh=kh, kw=kw,

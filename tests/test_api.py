@@ -77,7 +77,8 @@ def test_conv2d_matches_torch_for_every_backend():
     x, w, b = _inputs()
     for backend in fastconv.available_backends():
         p = ConvProblem.make(2, 3, 4, 6, 5, 3, padding=1, has_bias=True)
-        if backend != "auto" and not REGISTRY[backend].supports(p, fastconv.resolve_precision("float32", None)):
+        if backend != "auto" and not REGISTRY[backend].supports(p, fastconv.resolve_precision("float32", None,
+                                                                                               DEVICE)):
             with pytest.raises(NotImplementedError, match=backend):
                 fastconv.conv2d(x, w, b, padding=1, backend=backend)
             continue
@@ -103,7 +104,7 @@ def test_backend_keyword_and_context_manager_choose_the_kernel():
     with launches() as seen:
         fastconv.conv2d(x, w, b)
     p = ConvProblem.make(2, 3, 4, 6, 5, 3, has_bias=True)
-    assert kernels(seen) == [select_kernel(p, fastconv.resolve_precision("float32", None), "auto").name]
+    assert kernels(seen) == [select_kernel(p, fastconv.resolve_precision("float32", None, DEVICE), "auto").name]
 
 
 def test_use_backend_restores_state_even_on_errors():
@@ -139,11 +140,19 @@ def test_unknown_backends_raise(bad):
 
 
 # ----------------------------------------------------------------------------------------------------------
-def test_precision_follows_cudnn_allow_tf32():
+def test_precision_follows_cudnn_allow_tf32_on_cuda_and_is_ieee_on_cpu():
+    """torch's CPU convolution computes exact fp32 whatever the flag says; on CUDA the flag decides."""
     torch.backends.cudnn.allow_tf32 = True  # conftest's autouse fixture restores the flag
-    assert fastconv.resolve_precision("float32", None) == "tf32"
+    assert fastconv.resolve_precision("float32", None) == "tf32"  # no device: the CUDA rule
+    assert fastconv.resolve_precision("float32", None, "cuda") == "tf32"
+    assert fastconv.resolve_precision("float32", None, torch.device("cuda", 1)) == "tf32"
+    assert fastconv.resolve_precision("float32", None, "cpu") == "ieee"
     torch.backends.cudnn.allow_tf32 = False
     assert fastconv.resolve_precision("float32", None) == "ieee"
+    assert fastconv.resolve_precision("float32", None, "cuda") == "ieee"
+    assert fastconv.resolve_precision("float32", None, torch.device("cpu")) == "ieee"
+    with fastconv.use_backend(precision="tf32"):  # an explicit precision wins on every device
+        assert fastconv.resolve_precision("float32", None, "cpu") == "tf32"
     for dt in ("float16", "bfloat16"):
         assert fastconv.resolve_precision(dt, None) == "native"
     for p in FLOAT32_PRECISIONS:
@@ -163,6 +172,8 @@ def test_default_precision_follows_torch_per_device_and_per_call():
     y_on = fastconv.conv2d(x, w, b, backend="igemm")
     assert torch.equal(y_off, fastconv.conv2d(x, w, b, backend="igemm", precision="ieee"))
     assert torch.equal(y_on, fastconv.conv2d(x, w, b, backend="igemm", precision="tf32" if x.is_cuda else "ieee"))
+    # the explicit TF32 path really rounds (covered on the CPU too)
+    assert not torch.equal(y_off, fastconv.conv2d(x, w, b, backend="igemm", precision="tf32"))
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):  # the newer API; mixing must not raise
         conv.fp32_precision = "ieee"

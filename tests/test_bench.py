@@ -181,7 +181,7 @@ def test_inputs_are_deterministic_nonzero_and_in_the_requested_layout():
     with pytest.raises(ValueError):
         BenchCase(case.problem, "bfloat16", "nchw", "tf32")
     with pytest.raises(ValueError):
-        BenchCase(case.problem, "float64")
+        BenchCase(case.problem, "int8")
 
 
 # ----------------------------------------------------------------------------------------------------------

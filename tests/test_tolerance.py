@@ -1,7 +1,7 @@
 """The tolerance model on its own, and the property checks against planted bugs.
 
 1. The table: one model per (dtype, precision), constants derived from ``torch.finfo``; the default
-   precision follows ``torch.backends.cudnn.allow_tf32`` as ``fastconv.conv2d`` does.
+   precision is what ``fastconv.conv2d`` uses on the device ("ieee" on the CPU, ``cudnn.allow_tf32`` on CUDA).
 2. It accepts rounding-level noise: emulations of each arithmetic (fp32, TF32 rounded to nearest *and*
    truncated, the tf32x3 split, fp16/bf16 with fp32 accumulation) on drawn problems.
 3. It rejects planted errors: one element off by a few dozen roundoffs, all zeros (also for a tiny
@@ -64,14 +64,18 @@ def test_every_mode_has_one_model():
     assert error_model("float32", "tf32x3").passes == 3
 
 
-def test_default_precision_follows_allow_tf32():
+def test_default_precision_follows_allow_tf32_on_cuda_and_is_ieee_on_cpu():
     torch.backends.cudnn.allow_tf32 = True  # the autouse fixture of conftest.py restores it
     assert error_model(torch.float32).precision == "tf32"
+    assert error_model(torch.float32, device="cuda").precision == "tf32"
+    assert error_model(torch.float32, device="cpu").precision == "ieee"
     torch.backends.cudnn.allow_tf32 = False
     assert error_model(torch.float32).precision == "ieee"
+    assert error_model(torch.float32, device="cuda").precision == "ieee"
 
 
-@pytest.mark.parametrize("dtype, precision", [(torch.float64, None), ("float32", "fp8"), ("float16", "tf32")])
+@pytest.mark.parametrize("dtype, precision", [(torch.int32, None), ("float32", "fp8"), ("float16", "tf32"),
+                                              ("float64", "tf32")])
 def test_unknown_modes_raise(dtype, precision):
     with pytest.raises(ValueError):
         error_model(dtype, precision)
@@ -88,6 +92,9 @@ def test_bounds_add():
 # ==========================================================================================================
 def _emulations(x, w, b, kw):
     """(precision, output) pairs: each arithmetic emulated with torch on the CPU."""
+    if x.dtype == torch.float64:
+        yield "ieee", F.conv2d(x, w, b, **kw)  # fp64 products and accumulation
+        return
     if x.dtype != torch.float32:
         yield "native", F.conv2d(x, w, b, **kw)  # CPU half conv: fp32 accumulation, one final rounding
         return

@@ -33,7 +33,7 @@ def draw(report: dict, path: str | Path) -> Path | None:
         t = r["impls"].get(impl, {}).get("timing")
         return t["median_ms"] if t else math.nan
 
-    names = [r["problem"] for r in rows]
+    names = [f"{r['problem']} {r.get('layout', '')}".strip() for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, max(5.0, 0.32 * len(rows) + 2)),
                                    gridspec_kw={"width_ratios": [1, 1.2]})
 

@@ -40,7 +40,7 @@ from ..tuning.timing import CudaEvents, measure
 from ..vocab import DTYPES
 from .case_runner import bench_case
 from .case_runner import machine_info as info
-from .problems import BENCH_LAYOUTS, IMPLS, SMOKE, impl_name, select
+from .problems import BENCH_LAYOUTS, IMPLS, SMOKE, impl_name, layouts_of, select
 from .roofline import ceilings_for, roofline
 
 __all__ = ["device_clock", "GpuBenchmark"]
@@ -64,7 +64,8 @@ def pytest_addoption(parser):
                     help="comma-separated problem names or groups (kernelbench, resnet50, latency, quick, "
                          "gate)")
     group.addoption("--bench-dtype", default="float32", choices=list(DTYPES))
-    group.addoption("--bench-layout", default="nchw", choices=list(BENCH_LAYOUTS))
+    group.addoption("--bench-layout", default="both", choices=[*BENCH_LAYOUTS, "both"],
+                    help="input layout, each against cuDNN in the same layout (default: both)")
     group.addoption("--bench-precision", default=None, choices=list(FLOAT32_PRECISIONS),
                     help="float32 arithmetic of fastconv (default: PyTorch's default flags, i.e. tf32)")
 
@@ -99,7 +100,7 @@ def _cases(config):
         problems = tiny or list(SMOKE)
     else:
         problems = select(asked, quick=config.getoption("bench_quick"))
-    return [p.case(dtype, layout, precision) for p in problems]
+    return [p.case(dtype, lay, precision) for p in problems for lay in layouts_of(layout)]
 
 
 def pytest_generate_tests(metafunc):

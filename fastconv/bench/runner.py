@@ -3,6 +3,8 @@
     python -m fastconv bench                      # the whole catalogue (KernelBench, ResNet-50, latency)
     python -m fastconv bench --quick              # the quick subset
     python -m fastconv bench --problems kb80,resnet50 --dtype bfloat16 --layout nhwc
+    python -m fastconv bench --layout both        # the default: channels_last and NCHW, each against cuDNN
+                                                  # in the same layout (channels_last is the headline)
     python -m fastconv bench --update-benchmarks-md   # also rewrite BENCHMARKS.md (GPU runs only)
 
 On a GPU every problem is timed with CUDA events (median of interleaved rounds, L2 flushed before every
@@ -31,7 +33,7 @@ from ..tuning.timing import CudaEvents
 from ..vocab import DTYPES
 from .case_runner import bench_case, machine_info
 from .chart import draw
-from .problems import BENCH_LAYOUTS, SMOKE, select
+from .problems import BENCH_LAYOUTS, SMOKE, layouts_of, select
 from .roofline import ceilings_for
 
 __all__ = ["configure", "run", "format_table", "benchmarks_md"]
@@ -43,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated names or groups: kernelbench, resnet50, latency, quick, gate, "
                              "all")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    parser.add_argument("--layout", default="nchw", choices=list(BENCH_LAYOUTS))
+    parser.add_argument("--layout", default="both", choices=[*BENCH_LAYOUTS, "both"],
+                        help="input/weight memory layout; each is compared with cuDNN in the same layout "
+                             "(default: both, channels_last first)")
     parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
                         help="float32 arithmetic (default: PyTorch's default flags, i.e. tf32)")
     parser.add_argument("--no-seed", action="store_true", help="do not run the seed's direct kernel")
@@ -81,25 +85,68 @@ def _seed_cell(row: dict) -> str:
     return _fmt(_median(row, "direct"), ".3f")
 
 
+_LAYOUT_TITLE = {"nhwc": "channels_last", "nchw": "NCHW"}
+
+
+def _error_cell(r: dict) -> str:
+    """fastconv's and cuDNN's relative errors against fp64, e.g. ``2.9e-04 / 2.9e-04``."""
+    cells = []
+    for impl in ("fastconv", "cudnn"):
+        c = r["impls"].get(impl, {}).get("check") or {}
+        cells.append(_fmt(c.get("rel_error"), ".1e") + ("" if c.get("ok", True) else " WRONG"))
+    return " / ".join(cells)
+
+
+def _by_problem(report: dict) -> tuple[list[str], dict[str, dict[str, dict]]]:
+    """The layouts that ran (channels_last first) and the rows per problem and layout."""
+    rows: dict[str, dict[str, dict]] = {}
+    for r in report["results"]:
+        rows.setdefault(r["problem"], {})[r["layout"]] = r
+    layouts = [lay for lay in ("nhwc", "nchw") if any(lay in v for v in rows.values())]
+    return layouts, rows
+
+
+def layout_geomeans(report: dict) -> dict[str, float]:
+    """Geometric mean of the speedups over cuDNN per layout (timed runs)."""
+    out = {}
+    for lay in ("nhwc", "nchw"):
+        xs = [r["speedup_vs_cudnn"] for r in report["results"]
+              if r["layout"] == lay and r.get("speedup_vs_cudnn") and math.isfinite(r["speedup_vs_cudnn"])]
+        if xs:
+            out[lay] = math.exp(sum(map(math.log, xs)) / len(xs))
+    return out
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the result table (shared by the terminal and BENCHMARKS.md)."""
+    """Header and rows of the result table (shared by the terminal and BENCHMARKS.md): one row per problem,
+    each layout against cuDNN in the same layout, channels_last first."""
     if report["timed"]:
-        head = ["problem", "cuDNN ms", "fastconv ms", "speedup", "TFLOP/s", "GB/s", "% of peak", "bound",
-                "seed ms", "fastconv kernel", "rel. error"]
+        layouts, by_problem = _by_problem(report)
+        head = ["problem"]
+        for lay in layouts:
+            t = _LAYOUT_TITLE[lay]
+            head += [f"{t}: cuDNN ms", f"{t}: fastconv ms", f"{t}: speedup", f"{t}: rel. error (ours / cuDNN)"]
+        head += ["TFLOP/s", "% of peak", "bound", "seed ms", "fastconv kernel"]
         rows = []
-        for r in report["results"]:
-            roof = r["impls"].get("fastconv", {}).get("roofline") or {}
-            check = r["impls"].get("fastconv", {}).get("check") or {}
-            fast = r["impls"].get("fastconv", {})
-            rows.append([
-                r["problem"], _fmt(_median(r, "cudnn"), ".3f"),
-                "ERROR" if fast.get("error") else _fmt(_median(r, "fastconv"), ".3f"),
-                _fmt(r.get("speedup_vs_cudnn"), ".2f") + "x", _fmt(roof.get("tflops"), ".1f"),
-                _fmt(roof.get("gbs"), ".0f"),
-                _fmt(100 * roof["fraction"] if roof.get("fraction") else None, ".1f"),
-                roof.get("limiter") or "-", _seed_cell(r), _kernel_str(r),
-                _fmt(check.get("rel_error"), ".1e") + ("" if check.get("ok", True) else " WRONG"),
-            ])
+        for name, per in by_problem.items():
+            row = [name]
+            for lay in layouts:
+                r = per.get(lay)
+                if r is None:
+                    row += ["-"] * 4
+                    continue
+                fast = r["impls"].get("fastconv", {})
+                row += [_fmt(_median(r, "cudnn"), ".3f"),
+                        "ERROR" if fast.get("error") else _fmt(_median(r, "fastconv"), ".3f"),
+                        _fmt(r.get("speedup_vs_cudnn"), ".2f") + "x", _error_cell(r)]
+            first = per[layouts[0]] if layouts[0] in per else next(iter(per.values()))
+            roof = first["impls"].get("fastconv", {}).get("roofline") or {}
+            seed = next((per[lay] for lay in ("nchw", "nhwc") if lay in per and "direct" in per[lay]["impls"]), first)
+            row += [_fmt(roof.get("tflops"), ".1f"),
+                    _fmt(100 * roof["fraction"] if roof.get("fraction") else None, ".1f"),
+                    roof.get("limiter") or "-", _seed_cell(seed),
+                    " | ".join(f"{_LAYOUT_TITLE[lay]}: {_kernel_str(per[lay])}" for lay in layouts if lay in per)]
+            rows.append(row)
         return head, rows
     head = ["problem (interpreter, NOT TIMED)", "impl", "kernel", "rel. error", "tolerance", "ok"]
     rows = []
@@ -108,7 +155,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             c = d.get("check") or {}
             ok = "yes" if c.get("ok") else ("skipped" if d.get("skipped") else
                                             f"ERROR {d['error']}" if d.get("error") else "NO")
-            rows.append([r["problem"], impl, _kernel_str(r, impl), _fmt(c.get("rel_error"), ".1e"),
+            rows.append([f"{r['problem']} {r['layout']}", impl, _kernel_str(r, impl), _fmt(c.get("rel_error"), ".1e"),
                          _fmt(c.get("tolerance"), ".1e"), ok])
     return head, rows
 
@@ -134,9 +181,12 @@ def benchmarks_md(report: dict, chart: str | None) -> str:
         "",
         f"- GPU: {m.get('gpu')} (driver {m.get('driver')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}); "
         f"torch {m.get('torch')}, triton {m.get('triton')}",
-        f"- Case: {report['settings']['dtype']} {report['settings']['layout']}, precision "
+        f"- Case: {report['settings']['dtype']}, layouts {report['settings']['layout']} (each against cuDNN in the "
+        f"same layout; channels_last = `torch.channels_last` input and weight), precision "
         f"{report['results'][0]['precision'] if report['results'] else '-'}; cuDNN = `F.conv2d` at PyTorch "
-        "defaults (TF32 allowed for float32); seed = the seed's direct kernel (`backend=\"direct\"`).",
+        "defaults (TF32 allowed for float32); seed = the seed's direct kernel (`backend=\"direct\"`, NCHW).",
+        "- Geomean speedup over cuDNN: " + (", ".join(f"{_LAYOUT_TITLE[k]} {v:.2f}x"
+                                                   for k, v in layout_geomeans(report).items()) or "-") + ".",
         f"- Timing: {report['timing']}; median of interleaved rounds; the first call (compile, autotune) is "
         "excluded and recorded in the JSON.  Times are the device's: before each timed call the GPU spins "
         "until the host has enqueued it, so host speed and jitter stay out (the host's enqueue time per round "
@@ -194,13 +244,16 @@ def run(args: argparse.Namespace) -> int:
         print("fastconv bench: NO GPU - running tiny problems in Triton's interpreter to check correctness.\n"
               "Times are NOT measured: interpreter times say nothing about GPU performance.", file=sys.stderr)
     impls = ["cudnn", "fastconv"] + ([] if args.no_seed else ["direct"])
-    cases = [p.case(args.dtype, args.layout, args.precision) for p in problems]
+    layouts = layouts_of(args.layout)
+    cases = [p.case(args.dtype, lay, args.precision) for p in problems for lay in layouts]
 
     progress = _Progress(len(cases))
     results = []
     for i, case in enumerate(cases, 1):
         progress.show(i, f"{case.id}: {case.problem.short()} ...")
-        res = bench_case(case, impls, device, backend, ceilings, budget_s=args.budget, rounds=args.rounds)
+        # the seed's kernel once per problem (it reads any layout the same way): in NCHW, its own layout
+        case_impls = [i for i in impls if i != "direct" or case.layout == layouts[-1]]
+        res = bench_case(case, case_impls, device, backend, ceilings, budget_s=args.budget, rounds=args.rounds)
         results.append(res)
         if timed:
             f, c = res.impls["fastconv"], res.impls["cudnn"]
@@ -232,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
               "only.")
     print(format_table(report))
     if timed:
+        geo = layout_geomeans(report)
+        print("\ngeomean speedup over cuDNN in the same layout: "
+              + ", ".join(f"{_LAYOUT_TITLE[k]} {v:.2f}x" for k, v in geo.items()))
         print("\n% of peak: achieved TFLOP/s over the roofline bound min(compute peak, bandwidth x "
               f"intensity) of {ceilings.device_name}; {report['timing']}.")
     print(f"\nwrote {out / 'bench.json'}")

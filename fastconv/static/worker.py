@@ -1,4 +1,5 @@
-"""Compile worker processes: ``python -m fastconv.static.worker`` compiles with ``TRITON_INTERPRET`` off.
+"""Compile worker processes (``python -m fastconv.static.compile_worker``, with ``TRITON_INTERPRET`` off), and
+the pool the gate hands jobs to.
 
 Protocol (one JSON object per line): the parent writes a job to the worker's stdin, the worker answers on its
 protocol channel (its original stdout; anything the compiler prints goes to stderr):
@@ -25,14 +26,9 @@ import queue
 import subprocess
 import sys
 import threading
-import traceback
 from pathlib import Path
 
-from ..gpus import TARGETS
-from .compile import compile_report
-from .variants import describe_provider, resolve
-
-__all__ = ["WorkerPool", "get_pool", "job_timeout", "main"]
+__all__ = ["WorkerPool", "get_pool", "job_timeout"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the fastconv package
 
@@ -43,7 +39,7 @@ class _Worker:
         env["TRITON_INTERPRET"] = "0"
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastconv.static.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "fastconv.static.compile_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, text=True, bufsize=1, cwd=_PACKAGE_ROOT,
         )
 
@@ -149,44 +145,3 @@ def get_pool(size: int) -> WorkerPool:
         atexit.register(_POOL.close)
     _POOL.size = max(_POOL.size, size)
     return _POOL
-
-
-# --------------------------------------------------------------------------------------------------------
-# The worker side
-# --------------------------------------------------------------------------------------------------------
-
-
-def _serve(proto) -> None:
-
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            job = json.loads(line)
-            if job["op"] == "describe":
-                answer = {"variants": describe_provider(job["ref"][0], tuple(job["ref"][1]))}
-            elif job["op"] == "compile":
-                variant = resolve(job["ref"], job["fingerprint"], job.get("overrides") or {})
-                report = compile_report(variant, TARGETS[job["target"]], maxnreg=job.get("maxnreg"))
-                answer = {"report": report.to_json()}
-            else:
-                raise ValueError(f"unknown op {job['op']!r}")
-        except Exception:  # noqa: BLE001 - every failure goes back to the parent as a gate error
-            answer = {"error": traceback.format_exc(limit=8)}
-        proto.write(json.dumps(answer) + "\n")
-        proto.flush()
-
-
-def main() -> None:
-    # `python -m fastconv.static.worker` has imported fastconv (and its kernels) before this line runs, so the
-    # interpreter must already be off in the environment (WorkerPool sets TRITON_INTERPRET=0).
-    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on", "y"):
-        sys.exit("fastconv.static.worker: run with TRITON_INTERPRET=0 (kernels must be JITFunctions)")
-    proto = os.fdopen(os.dup(1), "w")  # the protocol channel: the original stdout
-    os.dup2(2, 1)  # whatever the compiler prints goes to stderr
-    sys.stdout = sys.stderr
-    _serve(proto)
-
-
-if __name__ == "__main__":
-    main()

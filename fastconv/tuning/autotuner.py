@@ -25,7 +25,7 @@ from ..kernels import fitness
 from ..kernels.config import KernelConfig
 from ..kernels.launch import watch_spills
 from ..problem import ConvProblem
-from .timing import CudaEvents, measure
+from . import timing
 
 __all__ = ["choose_config", "candidates", "Choice", "tuning_report", "TUNING_LOG", "PRUNED_AT_RUNTIME",
            "clear_cache", "cache_path", "forced_config", "config_forced"]
@@ -186,7 +186,7 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
     # host dispatch outlasts the clear is timed partly on the host; on a 13 us problem two processes picked
     # configs 27% apart (H100 gate run, 2026-11-25; see NOTES.md).
 
-    timer = CudaEvents(device)
+    timer = timing.CudaEvents(device)
     t0 = time.perf_counter()
     timings = []
     for cfg in configs:
@@ -196,8 +196,8 @@ def choose_config(kernel, problem: ConvProblem, precision: str, layout: str, run
             if any(n > 0 for n in spills):
                 PRUNED_AT_RUNTIME.append((kernel.name, problem.short(), str(precision), cfg.name(), max(spills)))
                 continue
-            ms = measure({"config": lambda cfg=cfg: run(cfg)}, timer, budget_s=0.02, min_rounds=10, max_rounds=50,
-                         warmup=2, first_call=False)["config"].median_ms
+            ms = timing.measure({"config": lambda cfg=cfg: run(cfg)}, timer, budget_s=0.02, min_rounds=10,
+                                max_rounds=50, warmup=2, first_call=False)["config"].median_ms
         except Exception as exc:  # a config that fails to compile or launch (out of resources) is skipped
             if "resources" not in str(exc).lower() and "shared memory" not in str(exc).lower():
                 raise

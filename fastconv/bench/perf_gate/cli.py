@@ -26,7 +26,7 @@ from ...precision import FLOAT32_PRECISIONS
 from ...tuning.timing import CudaEvents
 from ...vocab import DTYPES, LAYOUTS
 from ..case_runner import machine_info
-from ..problems import GATE_CORRECTNESS, select
+from ..problems import GATE_CORRECTNESS, layouts_of, select
 from .ab import EXIT_USAGE, GateResult, run_cases, verdict
 from .baseline import isolate_tuning_cache, load_package, load_saved_run
 from .stats import parse_threshold
@@ -51,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per repeat (default 30)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats (blocks of rounds, default 3)")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    parser.add_argument("--layout", default="nchw", choices=list(LAYOUTS[:2]))
+    parser.add_argument("--layout", default="both", choices=[*LAYOUTS[:2], "both"],
+                        help="layouts to gate (default: both, channels_last first)")
     parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS))
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
 
@@ -117,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("gate: NO GPU - performance is NOT compared (nothing is timed in Triton's interpreter); "
               "checking the candidate's correctness only")
-    cases = [(p.case(args.dtype, args.layout, args.precision), True) for p in timed_problems]
-    cases += [(p.case(args.dtype, args.layout, args.precision), False) for p in GATE_CORRECTNESS]
+    layouts = layouts_of(args.layout)
+    cases = [(p.case(args.dtype, lay, args.precision), True) for p in timed_problems for lay in layouts]
+    cases += [(p.case(args.dtype, lay, args.precision), False) for p in GATE_CORRECTNESS for lay in layouts]
     results = run_cases(cases, device, base, cand, saved, CudaEvents(device) if timed else None,
                         rounds=args.rounds, repeats=args.repeats, threshold=args.threshold,
                         min_abs_ms=args.min_abs_us / 1000)
