@@ -26,6 +26,9 @@ _common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too
 settings.register_profile("dev", max_examples=12, **_common)
 settings.register_profile("ci", max_examples=10, derandomize=True, print_blob=True, **_common)
 settings.register_profile("gpu", max_examples=150, print_blob=True, **_common)
+# the mutation harness (fastconv mutate): ci's examples, but a failure only needs to be found, not shrunk
+settings.register_profile("mutate", max_examples=10, derandomize=True,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate], **_common)
 settings.register_profile("nightly", max_examples=3000, print_blob=True,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink], **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

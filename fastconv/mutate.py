@@ -9,7 +9,8 @@ A snippet that does not occur exactly once fails the run (the catalogue cannot r
 
 Each mutant is applied to a temporary copy of the package (never to the working tree), with the
 repository's ``properties/``, ``conftest.py`` and ``pyproject.toml`` beside it, and ``pytest -m property``
-runs there (Hypothesis profile ``ci``; Triton's interpreter without a GPU; ``-x``).  A first pass runs the
+runs there (Hypothesis profile ``mutate``: the ``ci`` profile's examples and budgets, without shrinking, as a
+kill needs a failure, not its smallest form; Triton's interpreter without a GPU; ``-x``).  A first pass runs the
 tests of the implementations the mutant touches (``-k``); a mutant that survives it runs the whole suite.
 A mutant is *killed* when a test fails or the copy does not import; the un-mutated copy must pass first
 (``--no-baseline`` skips that check).  Prints one line per mutant and ``killed K/N`` with the wall time;
@@ -217,7 +218,7 @@ def _env() -> dict:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the copy (the working directory) must be what `import fastconv` finds
     env["CI"] = "1"
-    env["HYPOTHESIS_PROFILE"] = env.get("FASTCONV_MUTATE_PROFILE", "ci")
+    env["HYPOTHESIS_PROFILE"] = env.get("FASTCONV_MUTATE_PROFILE", "mutate")  # ci's examples, no shrinking
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
@@ -293,21 +294,22 @@ def run_mutants(mutants=CATALOGUE, *, repo: Path | None = None, jobs: int = 1, t
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="fastconv-mutate-") as scratch:
         scratch = Path(scratch)
-        if baseline:
-            r = run_one(None, repo, scratch, timeout, extra)
-            log(f"baseline (no mutation): {'FAILS' if r.killed else 'passes'} ({r.seconds:.0f} s)"
-                + (f" -- {r.by}" if r.killed else ""))
-            if r.killed:
-                raise MutationError(f"the un-mutated package fails the suite ({r.by}): every mutant would count "
-                                    "as killed")
-            results.append(r)
+        # the baseline runs beside the mutants (its verdict is checked at the end: a failing baseline voids all)
+        jobs_ = [None, *mutants] if baseline else list(mutants)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(run_one, m, repo, scratch, timeout, extra): m for m in mutants}
+            futures = {pool.submit(run_one, m, repo, scratch, timeout, extra): m for m in jobs_}
             for fut in concurrent.futures.as_completed(futures):
                 r = fut.result()
-                log(f"{'killed  ' if r.killed else 'SURVIVED'} {r.name:40s} {r.seconds:6.0f} s  "
-                    f"{'pass ' + str(r.passes) + ': ' + r.by if r.killed else r.what}")
+                if futures[fut] is None:
+                    log(f"baseline (no mutation): {'FAILS' if r.killed else 'passes'} ({r.seconds:.0f} s)"
+                        + (f" -- {r.by}" if r.killed else ""))
+                else:
+                    log(f"{'killed  ' if r.killed else 'SURVIVED'} {r.name:40s} {r.seconds:6.0f} s  "
+                        f"{'pass ' + str(r.passes) + ': ' + r.by if r.killed else r.what}")
                 results.append(r)
+    base = next((r for r in results if r.name == "baseline"), None)
+    if base is not None and base.killed:
+        raise MutationError(f"the un-mutated package fails the suite ({base.by}): every mutant would count as killed")
     return results
 
 

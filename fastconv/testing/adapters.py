@@ -142,11 +142,17 @@ def jax_impl() -> ConvImpl:
             pads = [(ph, ph), (pw, pw)]
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)  # JAX reads the tensors on its own stream
+        # half inputs: a float32 result, the bias added in float32 and one rounding at the end, as F.conv2d
+        # (rounding the convolution to float16 before a separate bias add rounds twice)
+        half = x.dtype in (torch.float16, torch.bfloat16)
         y = jax.lax.conv_general_dilated(to_jax(x), to_jax(w), window_strides=(sh, sw), padding=pads,
                                          rhs_dilation=(dh, dw), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                         feature_group_count=groups)
+                                         feature_group_count=groups,
+                                         preferred_element_type=jax.numpy.float32 if half else None)
         if b is not None:
-            y = y + to_jax(b)[None, :, None, None]
+            y = y + to_jax(b).astype(y.dtype)[None, :, None, None]
+        if half:
+            y = y.astype(to_jax(x[:0]).dtype)
         y.block_until_ready()
         out = torch.from_dlpack(y)
         return out.squeeze(0) if unbatched else out

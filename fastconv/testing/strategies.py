@@ -107,6 +107,7 @@ PROFILE_BUDGETS: dict[str, dict[str, Budget]] = {
     "gpu": {"default": _GPU},
     "nightly": {"default": _NIGHTLY},
 }
+PROFILE_BUDGETS["mutate"] = PROFILE_BUDGETS["ci"]  # fastconv mutate: ci's problems, failures not shrunk
 
 
 # profile -> kind of test -> examples per test (None or absent: the profile's max_examples).  A config sweep
@@ -118,6 +119,7 @@ EXAMPLE_CAPS: dict[str, dict[str, int]] = {
     "gpu": {"reference": 40, "metamorphic": 10, "configs": 3, "invalid": 300, "integrity": 10, "offsets": 3},
     "nightly": {"configs": 300, "offsets": 20},
 }
+EXAMPLE_CAPS["mutate"] = EXAMPLE_CAPS["ci"]
 _ABSOLUTE = {"invalid"}  # kinds whose count is absolute (at most 10x the profile's max_examples)
 
 
@@ -139,7 +141,7 @@ def budget_for(backend: str | None = None, *, profile: str | None = None) -> Bud
     interpreter).
     """
     name = profile if profile is not None else settings.get_current_profile_name()
-    if not torch.cuda.is_available() and name not in ("dev", "ci"):
+    if not torch.cuda.is_available() and name not in ("dev", "ci", "mutate"):
         name = "ci"
     table = PROFILE_BUDGETS.get(name, PROFILE_BUDGETS["dev"])
     return table.get(backend or "default", table["default"])
