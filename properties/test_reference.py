@@ -71,12 +71,21 @@ REGRESSION = {
     "float16_grouped_bias": _case(1, 4, 6, 5, 5, 3, 1, 1, groups=2, dtype="float16", has_bias=True),
     "bfloat16_channels_last": _case(1, 4, 4, 5, 5, 3, 1, 1, dtype="bfloat16", layout="nhwc"),
     # per-axis confusions: dilation only along W with padding only along W (a W mask computed with the H
-    # dilation reads past the row); stride only along H with padding only along H
-    "dilation_w_padding_w": _case(1, 3, 4, 5, 7, (2, 3), 1, (0, 2), (1, 2), seed=5),
-    "dilation_h_padding_h": _case(1, 3, 4, 7, 5, (3, 2), 1, (2, 0), (2, 1), seed=6),
+    # dilation reads past the row), and the same along H; 16 channels per group take igemm's per-tap K loop,
+    # 3 its flat one; stride only along H with padding only along H
+    "dilation_w_padding_w": _case(1, 16, 4, 5, 7, (2, 3), 1, (0, 2), (1, 2), seed=5),
+    "dilation_h_padding_h": _case(1, 16, 4, 7, 5, (3, 2), 1, (2, 0), (2, 1), seed=6),
+    "flat_dilation_w_padding_w": _case(1, 3, 4, 5, 7, (2, 3), 1, (0, 2), (1, 2), seed=9),
     "stride_h_padding_h": _case(1, 2, 3, 7, 6, 3, (2, 1), (1, 0), seed=7, layout="nhwc"),
-    # shapes across block boundaries: 129 output pixels (one past a 128-row tile), 17 channels
-    "block_plus_one": _case(1, 17, 17, 3, 43, 1, has_bias=True, seed=8),
+    # across block boundaries: 129 output pixels (one past a 128-row tile), 65 output channels (one past a
+    # 64-column tile), 17 input channels (a partial K block)
+    "block_plus_one": _case(1, 17, 65, 3, 43, 1, has_bias=True, seed=8),
+    # 24 channels per group, 96 in all: a K loop that skips the channel mask because 96 is a multiple of the
+    # block reads the next group
+    "grouped_ragged_channels": _case(1, 96, 8, 4, 4, 3, 1, 1, groups=4, has_bias=True, seed=10),
+    "depthwise_multiplier": _case(1, 3, 6, 5, 5, 3, 1, 1, groups=3, seed=11),
+    "bfloat16_small_groups": _case(1, 8, 8, 6, 6, 3, 1, 1, groups=2, dtype="bfloat16", seed=12),
+    "strided_1x1": _case(2, 4, 6, 6, 7, 1, 2, seed=13),
 }
 
 

@@ -48,7 +48,7 @@ if [ ! -f .outside/seed.py ]; then
 fi
 step fastconv 100 "${VERIFY[@]}" fastconv --profile gpu --max-examples 6 --no-bench
 step seed 100 "${VERIFY[@]}" .outside/seed.py --profile gpu --max-examples 10 \
-    --pytest-args "--bench-problems kb80"
+    --pytest-args="--bench-problems kb80"
 step seed-half 45 "${VERIFY[@]}" .outside/seed.py --profile gpu --max-examples 10 --no-bench \
     --cap dtypes=float16,bfloat16 -k "reference"
 step inductor 170 "${VERIFY[@]}" inductor-triton --profile gpu --max-examples 4 --no-bench \

@@ -247,7 +247,7 @@ def _kernel_supports(name: str):
 # Shapes the narrow kernels accept, declared up front so the strategies draw them directly; each kernel's own
 # supports() stays the ground truth (applied as the predicate).
 _KERNEL_HINTS: dict[str, dict] = {
-    "pointwise": dict(limits={"max_kernel": 1, "max_stride": 1}, padding_modes=("valid", "same")),
+    "pointwise": dict(limits={"max_kernel": 1, "max_stride": 1}),
     "depthwise": dict(group_modes=("grouped", "depthwise")),
 }
 # size budgets of the strategies: kernels with a program per output row or pixel block get smaller problems

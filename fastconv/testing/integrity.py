@@ -27,9 +27,11 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 
 from .cases import ConvCase, with_layout
 from .impl import ConvImpl
+from .memory import layout_mismatch
 from .reference import reference_conv2d
 from .tolerance import assert_conv_close, assert_within, conv_error_bound, error_model
 
@@ -177,8 +179,12 @@ def watch(settle: float = SETTLE_SECONDS, *, guard_bands: bool = True) -> Watch:
 
 # ----------------------------------------------------------------------------------------------------------
 def _assert_right(impl: ConvImpl, case: ConvCase, precision, y, x, w, b, what: str) -> None:
-    assert_conv_close(y, x, w, b, **case.conv_kwargs(), precision=precision,
-                      problem=f"{case.short()} impl={impl.name} precision={precision} [{what}]", seed=case.seed)
+    problem = f"{case.short()} impl={impl.name} precision={precision} [{what}]"
+    if impl.capabilities.output_format == "torch":
+        why = layout_mismatch(y, F.conv2d(x, w, b, **case.conv_kwargs()))  # torch's own output, for its format
+        if why is not None:
+            raise AssertionError(f"{why}\n  problem: {problem}")
+    assert_conv_close(y, x, w, b, **case.conv_kwargs(), precision=precision, problem=problem, seed=case.seed)
 
 
 def _refill(case: ConvCase, seed: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
