@@ -92,7 +92,7 @@ def test_shrinks_toward_small_problems():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(max_elements=-1), dict(max_flops=1.5), dict(max_elements=True), dict(dtypes=["float64"]),
+    dict(max_elements=-1), dict(max_flops=1.5), dict(max_elements=True), dict(dtypes=["int8"]),
     dict(dtypes="float32"), dict(dtypes=[]), dict(layouts=["channels_last"]), dict(weight_layouts=["x"]),
     dict(padding_modes=["full"]), dict(group_modes=["grouped"], limits=ShapeLimits(max_groups=1)),
     dict(min_stride=0), dict(min_stride=4, limits=ShapeLimits(max_stride=3)), dict(min_padding=-1),

@@ -146,6 +146,8 @@ class Capabilities:
             missing = [str(v) for v in allowed if v not in getattr(self, name) and v is not None]
             if missing and name != "precisions":
                 out.append(f"{name}: {', '.join(missing)}")
+        if self.large_offsets and "strided" not in self.layouts:
+            out.append("offsets >= 2**31 elements (tested through strided views, not claimed)")
         for flag in ("stride", "dilation", "bias", "unbatched", "large_offsets", "raises_like_torch"):
             if not getattr(self, flag):
                 out.append({"unbatched": "unbatched (3-D) input", "large_offsets": "offsets >= 2**31 elements",
