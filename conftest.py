@@ -4,7 +4,7 @@
   fastconv's kernels (Triton reads it when a kernel is defined).
 - Hypothesis profiles ``dev`` (default), ``ci`` (picked automatically when ``$CI`` is set: derandomized, no
   deadline, sized for a 2-core CPU machine), ``gpu`` and ``nightly``; choose with ``--hypothesis-profile``.
-  Each profile also sets the problem-size budget the strategies draw under (see ``properties/strategies``).
+  Each profile also sets the problem-size budget the strategies draw under (see ``fastconv/testing/strategies.py``).
 - Every test runs under a fixture that restores torch's global flags (TF32, cuDNN, determinism) and RNG state.
 """
 
