@@ -235,3 +235,16 @@ def test_mutate_lists_the_catalogue(capsys):
     out = capsys.readouterr().out
     assert "direct-dilation-w-uses-h" in out and "igemm-" not in out
     assert main(["mutate", "--impl", "nope"]) == 2
+
+
+def test_the_benchmark_runner_takes_an_implementation_under_test():
+    """The benchmark fixtures' runner (here untimed, as on a CPU) runs and checks a ConvImpl by its name."""
+    from fastconv.bench.case_runner import bench_case
+    from fastconv.bench.problems import SMOKE
+
+    case = SMOKE[0].case()
+    res = bench_case(case, [load_impl("torch"), "cudnn"], torch.device("cpu"), None, None)
+    r = res.impls["torch"]
+    assert r.error is None and r.check.ok and r.kernels == [{"kernel": "torch"}]
+    wrong = ConvImpl(lambda x, w, b, s, p, d, g: F.conv2d(x, w, b, s, p, d, g) * 1.01, "scaled")
+    assert not bench_case(case, [wrong], torch.device("cpu"), None, None).impls["scaled"].check.ok
