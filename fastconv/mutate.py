@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.util
 import json
 import os
 import re
@@ -223,6 +224,8 @@ def _env() -> dict:
     return env
 
 
+# the baseline is the whole suite: spread over two workers where pytest-xdist is installed
+_XDIST = ["-n", "2"] if importlib.util.find_spec("xdist") is not None else []
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+)", re.M)
 
 
@@ -241,9 +244,10 @@ def _pytest(workdir: Path, select: str | None, timeout: float, extra: list[str])
 
 
 def _verdict(rc: int | None, out: str) -> tuple[bool | None, str]:
-    """(killed, by): killed by a failing test, an import error, a crash or a timeout; None: harness error."""
+    """(killed, by): killed by a failing test, an import error or a crash; a timeout kills nothing (a slow
+    machine is not a caught bug: the run reports it undecided); None: harness error."""
     if rc is None:
-        return True, "timeout"
+        return False, "timeout"
     if rc == 0:
         return False, ""
     m = _FAILED.search(out)
@@ -272,18 +276,19 @@ def run_one(mutant: Mutant | None, repo: Path, scratch: Path, timeout: float, ex
         killed, by, n = False, "", 0
         for select in passes:
             n += 1
-            rc, out = _pytest(work, select, timeout, extra)
+            args = list(extra) + (_XDIST if mutant is None else [])
+            rc, out = _pytest(work, select, timeout, args)
             killed, by = _verdict(rc, out)
             if killed is None:
                 raise MutationError(f"{name}: {by}\n{out[-3000:]}")
-            if killed:
+            if killed or by == "timeout":
                 break
         return Result(name, killed, time.perf_counter() - t0, n, by, mutant.what if mutant else "")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_mutants(mutants=CATALOGUE, *, repo: Path | None = None, jobs: int = 1, timeout: float = 1200,
+def run_mutants(mutants=CATALOGUE, *, repo: Path | None = None, jobs: int = 1, timeout: float = 3600,
         baseline: bool = True, extra: list[str] | None = None, log=print) -> list[Result]:
     """Run every mutant; returns the results (the baseline first, when run)."""
     repo = repo or PACKAGE.parent
@@ -294,22 +299,24 @@ def run_mutants(mutants=CATALOGUE, *, repo: Path | None = None, jobs: int = 1, t
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="fastconv-mutate-") as scratch:
         scratch = Path(scratch)
-        # the baseline runs beside the mutants (its verdict is checked at the end: a failing baseline voids all)
-        jobs_ = [None, *mutants] if baseline else list(mutants)
+        # the baseline (the whole suite, unmutated) runs after the mutants are queued, beside the last ones; its
+        # verdict is checked at the end: a failing baseline voids every kill
+        jobs_ = [*mutants, None] if baseline else list(mutants)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(run_one, m, repo, scratch, timeout, extra): m for m in jobs_}
             for fut in concurrent.futures.as_completed(futures):
                 r = fut.result()
                 if futures[fut] is None:
-                    log(f"baseline (no mutation): {'FAILS' if r.killed else 'passes'} ({r.seconds:.0f} s)"
-                        + (f" -- {r.by}" if r.killed else ""))
+                    state = "FAILS" if r.killed else ("TIMES OUT" if r.by == "timeout" else "passes")
+                    log(f"baseline (no mutation): {state} ({r.seconds:.0f} s)" + (f" -- {r.by}" if r.by else ""))
                 else:
-                    log(f"{'killed  ' if r.killed else 'SURVIVED'} {r.name:40s} {r.seconds:6.0f} s  "
-                        f"{'pass ' + str(r.passes) + ': ' + r.by if r.killed else r.what}")
+                    verdict = "killed  " if r.killed else ("UNDECIDED" if r.by == "timeout" else "SURVIVED")
+                    log(f"{verdict} {r.name:40s} {r.seconds:6.0f} s  "
+                        f"{'pass ' + str(r.passes) + ': ' + r.by if r.killed else r.by or r.what}")
                 results.append(r)
     base = next((r for r in results if r.name == "baseline"), None)
-    if base is not None and base.killed:
-        raise MutationError(f"the un-mutated package fails the suite ({base.by}): every mutant would count as killed")
+    if base is not None and (base.killed or base.by == "timeout"):
+        raise MutationError(f"the un-mutated package does not pass the suite ({base.by}): kills would mean nothing")
     return results
 
 
@@ -320,8 +327,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mutant", action="append", default=[], metavar="NAME", help="run only this mutant")
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
     parser.add_argument("--jobs", type=int, default=2, help="mutants run in parallel (default 2)")
-    parser.add_argument("--timeout", type=float, default=1200, help="seconds per pytest run (a hang counts "
-                        "as killed)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per pytest run (a run that times "
+                        "out decides nothing: reported, exit 1)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the un-mutated run")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--pytest-args", default="", help="extra pytest arguments (one string)")
@@ -362,7 +369,7 @@ def run(args) -> int:
     survivors = [r for r in muts if not r.killed]
     print(f"killed {killed}/{len(muts)} in {wall:.0f} s wall ({args.jobs} job(s))")
     for r in survivors:
-        print(f"  survivor: {r.name}: {r.what}")
+        print(f"  {'undecided (timeout)' if r.by == 'timeout' else 'survivor'}: {r.name}: {r.what}")
     if args.json:
         Path(args.json).write_text(json.dumps({"killed": killed, "total": len(muts), "wall_s": wall,
                                                "results": [asdict(r) for r in results]}, indent=1))

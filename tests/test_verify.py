@@ -224,7 +224,7 @@ def test_verdicts():
     assert mutate._verdict(0, "") == (False, "")
     assert mutate._verdict(1, "FAILED properties/test_reference.py::test_x[fastconv:igemm] - E") == (
         True, "properties/test_reference.py::test_x[fastconv:igemm]")
-    assert mutate._verdict(None, "")[1] == "timeout" and mutate._verdict(2, "")[0]
+    assert mutate._verdict(None, "") == (False, "timeout") and mutate._verdict(2, "")[0]  # a timeout kills nothing
     assert mutate._verdict(4, "usage")[0] is None  # a harness error, not a kill
 
 
