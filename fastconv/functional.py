@@ -16,7 +16,7 @@ from .tuning.autotuner import choose_config, config_forced
 from .validation import normalize_conv2d_args
 from .vocab import layout_of
 
-__all__ = ["conv2d", "plan", "ConvPlan"]
+__all__ = ["conv2d", "plan", "ConvPlan", "forget_plans"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,11 @@ class ConvPlan:
     """What one ``fastconv.conv2d`` call signature runs (returned by :func:`plan`).
 
     - ``problem``: the validated, normalised :class:`~fastconv.ConvProblem`;
-    - ``kernel``, ``config``: the kernel's name and the launch config it uses (``config_source``: ``"timed"``
-      by the autotuner now, ``"disk"`` from its persisted choices, ``"memory"`` from this process,
-      ``"default"`` untimed (interpreter, ``FASTCONV_AUTOTUNE=0`` or a single candidate), ``"forced"``);
+    - ``kernel``, ``config``: the kernel's name and the launch config it uses (``config_source``:
+      ``"heuristic"`` untimed, the default on a GPU; ``"timed"`` by the autotuner now (``FASTCONV_AUTOTUNE=1``
+      or :func:`fastconv.tune`); ``"memory"`` / ``"disk"`` / ``"loaded"`` tuned before, in this process, in an
+      earlier one, or in a tuning file; ``"default"`` the first candidate (interpreter, or a single
+      candidate); ``"forced"``; see :mod:`fastconv.tuning.autotuner`);
     - ``precision``: the arithmetic (:class:`~fastconv.precision.Precision`);
     - ``input_layout``: ``"nchw"``, ``"nhwc"`` or ``"strided"``;
     - ``layout_passes``: extra passes over the input before the kernel (e.g. an NHWC / TF32-rounding copy);
@@ -99,6 +101,12 @@ class _Plan:
 
 _PLANS: dict[tuple, _Plan] = {}
 _MAX_PLANS = 4096
+
+
+def forget_plans() -> None:
+    """Drop every memoised plan, so the next call of each signature chooses its config again (after
+    :func:`fastconv.tune` or :func:`fastconv.load_tuning` changed the choices)."""
+    _PLANS.clear()
 
 
 def _hashable(v):

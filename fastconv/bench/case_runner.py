@@ -3,6 +3,7 @@ config a call uses, whether the seed's kernel is worth running, and one benchmar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import torch
 import fastconv
 
 from ..env import interpreter_enabled, triton_version
+from ..tuning.autotuner import tuning_session
 from ..tuning.timing import Timing, TimingBackend, measure
 from .accuracy import Check, check_impl
 from .problems import BenchCase, BenchInputs, impl_name, run_impl
@@ -164,10 +166,22 @@ def bench_case(
     check: bool = True,
     package=None,
     on_round=None,
+    tune: bool = True,
 ) -> CaseResult:
     """Benchmark ``impls`` (names, or :class:`fastconv.testing.ConvImpl` s, keyed by their names) on ``case``:
     inputs on ``device``, interleaved timing with ``backend`` (None: not timed, each impl runs once),
-    correctness against fp64, kernel choices, roofline position."""
+    correctness against fp64, kernel choices, roofline position.
+
+    ``tune``: fastconv's first call tunes its config on the device (:func:`fastconv.tuning.autotuner
+    .tuning_session`), so the timed rounds run the fastest config it has; False times the untimed default
+    choice (what a model's first forward gets)."""
+    with tuning_session() if tune else contextlib.nullcontext():
+        return _bench_case(case, impls, device, backend, ceilings, budget_s=budget_s, min_rounds=min_rounds,
+                           max_rounds=max_rounds, rounds=rounds, check=check, package=package, on_round=on_round)
+
+
+def _bench_case(case, impls, device, backend, ceilings, *, budget_s, min_rounds, max_rounds, rounds, check,
+                package, on_round) -> CaseResult:
     inputs = case.make_inputs(device)
     results: dict[str, ImplResult] = {}
     runnable = []

@@ -51,6 +51,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=None, choices=list(FLOAT32_PRECISIONS),
                         help="float32 arithmetic (default: PyTorch's default flags, i.e. tf32)")
     parser.add_argument("--no-seed", action="store_true", help="do not run the seed's direct kernel")
+    parser.add_argument("--untuned", action="store_true",
+                        help="time fastconv's untimed default config choice (a first forward's) instead of "
+                             "tuning each problem's config on the device first")
     parser.add_argument("--budget", type=float, default=1.0, metavar="S",
                         help="seconds of timed rounds per problem (default 1.0)")
     parser.add_argument("--rounds", type=int, default=None, help="fixed number of timed rounds")
@@ -187,6 +190,7 @@ def benchmarks_md(report: dict, chart: str | None) -> str:
         "defaults (TF32 allowed for float32); seed = the seed's direct kernel (`backend=\"direct\"`, NCHW).",
         "- Geomean speedup over cuDNN: " + (", ".join(f"{_LAYOUT_TITLE[k]} {v:.2f}x"
                                                    for k, v in layout_geomeans(report).items()) or "-") + ".",
+        f"- fastconv's config: {report['settings'].get('fastconv_config', 'tuned')}.",
         f"- Timing: {report['timing']}; median of interleaved rounds; the first call (compile, autotune) is "
         "excluded and recorded in the JSON.  Times are the device's: before each timed call the GPU spins "
         "until the host has enqueued it, so host speed and jitter stay out (the host's enqueue time per round "
@@ -253,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
         progress.show(i, f"{case.id}: {case.problem.short()} ...")
         # the seed's kernel once per problem (it reads any layout the same way): in NCHW, its own layout
         case_impls = [i for i in impls if i != "direct" or case.layout == layouts[-1]]
-        res = bench_case(case, case_impls, device, backend, ceilings, budget_s=args.budget, rounds=args.rounds)
+        res = bench_case(case, case_impls, device, backend, ceilings, budget_s=args.budget, rounds=args.rounds,
+                         tune=not args.untuned)
         results.append(res)
         if timed:
             f, c = res.impls["fastconv"], res.impls["cudnn"]
@@ -273,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(device if timed else None),
         "ceilings": ceilings.to_json() if ceilings is not None else None,
         "settings": {"dtype": args.dtype, "layout": args.layout, "precision": args.precision,
+                     "fastconv_config": "untimed default" if args.untuned else "tuned on the device first",
                      "budget_s": args.budget, "rounds": args.rounds, "impls": impls},
         "results": [r.to_json() for r in results],
     }

@@ -11,7 +11,7 @@ import torch
 
 from ..problem import ConvProblem
 from .config import KernelConfig
-from .specialize import jit_specialization
+from .specialize import jit_specialization, no_specialize_of
 
 __all__ = ["ConvKernel", "StaticVariant", "REGISTRY", "register", "static_variant",
            "meta_tensor"]
@@ -114,10 +114,12 @@ def static_variant(kernel: str, fn, args: dict[str, Any], config: KernelConfig, 
     """A :class:`StaticVariant` from a launch's own keyword arguments (tensors may be on ``device="meta"``).
 
     The runtime arguments are typed the way Triton's JIT specialises that launch (an int equal to 1 becomes
-    a constant, multiples of 16 carry their divisibility), so the static gate compiles the binary that runs.
+    a constant, multiples of 16 carry their divisibility, except the kernel's ``do_not_specialize``
+    arguments), so the static gate compiles the binary that runs.
     """
     const_names = _constexpr_names(fn)
-    signature, specialized = jit_specialization({k: v for k, v in args.items() if k not in const_names})
+    signature, specialized = jit_specialization({k: v for k, v in args.items() if k not in const_names},
+                                                no_specialize_of(fn))
     constexprs = {**specialized, **{k: v for k, v in args.items() if k in const_names}}
     return StaticVariant(kernel, fn, signature, constexprs, config, label, tensor_core, targets, mode)
 

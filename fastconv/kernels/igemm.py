@@ -43,7 +43,7 @@ __all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE
 
 
 @triton.jit
-def _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW: tl.constexpr, dil_h, dil_w,
+def _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW, dil_h, dil_w,
               stride_xh, stride_xw, stride_xc, BLOCK_K: tl.constexpr):
     """Pointers and row mask of K step ``it`` = (tap, channel block): the tap-(0, 0) row pointers plus one
     scalar offset; rows whose shifted input coordinates fall in the padding are masked."""
@@ -79,7 +79,17 @@ def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ACC_FP64: tl.constex
     return acc
 
 
-@triton.jit
+# Arguments that only shape loop bounds, masks and per-step scalar offsets are compiled as plain integers
+# (no "== 1" constant, no multiple-of-16 hint), so layers that differ only in them -- a 3x3 and a strided 1x1,
+# 56x56 and 28x28 maps, padding 1 and 0 -- share one binary (scripts/count_variants.py counts the binaries
+# of a network's forward).  Sizes and strides that decide the alignment of vector loads and stores (C_IN_G,
+# C_OUT_G through the group offsets, M / OH / OW through the output masks, every tensor stride) keep
+# Triton's specialisation.
+_GEOMETRY = ("H", "W", "K_ITERS", "C_ITERS", "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h",
+             "dil_w", "KH", "KW")
+
+
+@triton.jit(do_not_specialize=_GEOMETRY)
 def igemm_conv2d_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     M, H, W, C_IN_G, C_OUT_G, OH, OW, K_ITERS, C_ITERS,
@@ -87,7 +97,7 @@ def igemm_conv2d_kernel(
     stride_wn,
     stride_yn, stride_yc, stride_yh, stride_yw,
     conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
-    KH: tl.constexpr, KW: tl.constexpr,
+    KH, KW,  # runtime: they bound the tap loop and divide the tap index, nothing is unrolled over them
     FLAT_K: tl.constexpr,  # decode k per element (small C_in/groups)
     EVEN_K: tl.constexpr,  # C_in/groups % BLOCK_K == 0: no channel mask
     HAS_BIAS: tl.constexpr,

@@ -24,7 +24,8 @@ from typing import Any
 
 from ..env import interpreter_enabled
 
-__all__ = ["cdiv", "next_pow2", "FastLaunch", "fast_launch_enabled", "watch_spills", "report_compiled"]
+__all__ = ["cdiv", "next_pow2", "FastLaunch", "fast_launch_enabled", "watch_spills", "report_compiled",
+           "warmup_launches"]
 
 
 def cdiv(a: int, b: int) -> int:
@@ -66,6 +67,23 @@ def report_compiled(compiled) -> None:
     stack = getattr(_SINKS, "stack", None)
     if stack and compiled is not None:
         stack[-1].append(int(getattr(compiled, "n_spills", 0) or 0))
+
+
+_WARMUP = threading.local()
+
+
+@contextlib.contextmanager
+def warmup_launches():
+    """Inside the block (this thread), every :class:`FastLaunch` compiles its binary without launching it
+    (Triton's ``JITFunction.warmup``) and keeps no entry: the tuner compiles candidate configs this way, in
+    parallel under Triton's ``AsyncCompileMode`` (:func:`fastconv.tuning.autotuner.compile_parallel`).
+    Tensors written by such "launches" hold garbage."""
+    saved = getattr(_WARMUP, "on", False)
+    _WARMUP.on = True
+    try:
+        yield
+    finally:
+        _WARMUP.on = saved
 
 
 def _hook(hook):
@@ -119,6 +137,9 @@ class FastLaunch:
         self.fast_launches = 0  # those that skipped Triton's run()
 
     def __call__(self, tensors: Sequence[Any], make_args: Callable[[], dict[str, Any]]) -> None:
+        if getattr(_WARMUP, "on", False):
+            self.fn.warmup(**make_args(), grid=self.grid, **self.options)
+            return
         self.launches += 1
         if not self.enabled:
             report_compiled(self.fn[self.grid](**make_args(), **self.options))

@@ -36,16 +36,9 @@ from .cases import (
                     same_padding,
                     with_layout,
 )
-from .impl import (
-                    Capabilities,
-                    ConvImpl,
-                    fastconv_impl,
-                    fastconv_impls,
-                    kernelbench_impl,
-                    load_impl,
-                    parse_capabilities,
-)
+from .impl import Capabilities, ConvImpl, fastconv_impl, fastconv_impls, kernelbench_impl
 from .integrity import IntegrityError, Watch, check_fresh_values, check_repeatable, check_streams, watch
+from .loader import load_impl, parse_capabilities
 from .memory import layout_mismatch, memory_format, poisoned_allocations
 from .reference import ConvReference, reference_conv2d
 from .tolerance import (

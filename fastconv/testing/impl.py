@@ -7,8 +7,8 @@ precisions... it claims.  The Hypothesis strategies (:mod:`fastconv.testing.stra
 implementation claims; what it does not claim is listed by :meth:`Capabilities.untested` and reported, never
 silently counted as passed.  A claim is a promise: a drawn call it rejects fails the test.
 
-fastconv's own kernels are implementations like any other (:func:`fastconv_impls`).  :func:`load_impl` makes
-one from a spec string:
+fastconv's own kernels are implementations like any other (:func:`fastconv_impls`).
+:func:`fastconv.testing.loader.load_impl` makes one from a spec string:
 
 - ``fastconv`` / ``fastconv:<backend>``: fastconv (automatic kernel choice) or one of its kernels;
 - ``torch``: ``torch.nn.functional.conv2d`` itself;
@@ -26,13 +26,9 @@ Capabilities can be overridden with ``key=value`` strings (:func:`parse_capabili
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -42,9 +38,8 @@ from ..precision import FLOAT32_PRECISIONS, precisions_of, resolve_precision
 from ..problem import ConvProblem
 from ..vocab import DTYPES, LAYOUTS
 
-__all__ = ["Capabilities", "ConvImpl", "PADDING_MODES", "GROUP_MODES", "LIMIT_NAMES", "group_mode",
-           "padding_mode", "fastconv_impl", "fastconv_impls", "kernelbench_impl", "load_impl",
-           "parse_capabilities", "BUILTIN_IMPLS"]
+__all__ = ["Capabilities", "ConvImpl", "PADDING_MODES", "GROUP_MODES", "LIMIT_NAMES", "TUPLE_FIELDS", "group_mode",
+           "padding_mode", "fastconv_impl", "fastconv_impls", "kernelbench_impl"]
 
 PADDING_MODES = ("explicit", "valid", "same")
 GROUP_MODES = ("plain", "grouped", "depthwise")
@@ -64,7 +59,7 @@ def padding_mode(padding) -> str:
     return padding if padding in ("valid", "same") else "explicit"
 
 
-_TUPLES = {"dtypes": tuple(DTYPES), "layouts": LAYOUTS, "weight_layouts": LAYOUTS, "padding_modes": PADDING_MODES,
+TUPLE_FIELDS = {"dtypes": tuple(DTYPES), "layouts": LAYOUTS, "weight_layouts": LAYOUTS, "padding_modes": PADDING_MODES,
            "group_modes": GROUP_MODES, "precisions": (None, *FLOAT32_PRECISIONS)}
 
 
@@ -107,7 +102,7 @@ class Capabilities:
     supports: Callable[[ConvProblem, str | None], bool] | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        for name, allowed in _TUPLES.items():
+        for name, allowed in TUPLE_FIELDS.items():
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, Sequence) or not value:
                 raise ValueError(f"Capabilities.{name} must be a non-empty sequence of {allowed}, got {value!r}")
@@ -142,7 +137,7 @@ class Capabilities:
     def untested(self) -> list[str]:
         """What the suite does not draw for this implementation (reported in the test summary)."""
         out = []
-        for name, allowed in _TUPLES.items():
+        for name, allowed in TUPLE_FIELDS.items():
             missing = [str(v) for v in allowed if v not in getattr(self, name) and v is not None]
             if missing and name != "precisions":
                 out.append(f"{name}: {', '.join(missing)}")
@@ -331,113 +326,3 @@ def kernelbench_impl(model_cls: type, name: str | None = None, capabilities: Cap
             return model(input)
 
     return ConvImpl(fn, name or model_cls.__name__, capabilities, description=f"KernelBench module {model_cls}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Loading by name
-# ----------------------------------------------------------------------------------------------------------
-def _torch_impl() -> ConvImpl:
-    return ConvImpl(torch.nn.functional.conv2d, "torch", Capabilities(), description="torch.nn.functional.conv2d")
-
-
-def _adapter(name: str):
-    def make() -> ConvImpl:
-        from . import adapters  # on use: an adapter imports its library (torch._inductor, jax) only when asked
-
-        return adapters.make(name)
-
-    return make
-
-
-BUILTIN_IMPLS: dict[str, Callable[[], ConvImpl]] = {
-    "torch": _torch_impl,
-    "inductor": _adapter("inductor"),
-    "inductor-triton": _adapter("inductor-triton"),
-    "jax": _adapter("jax"),
-}
-
-_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
-
-
-def parse_capabilities(items: Sequence[str] | Mapping[str, object]) -> dict:
-    """``["dtypes=float32,float16", "dilation=false", "max_kernel=3"]`` (or a dict of already typed values)
-    -> keyword changes for :meth:`Capabilities.replace` (size bounds go into ``limits``)."""
-    if isinstance(items, Mapping):
-        return dict(items)
-    fields_ = {f.name: f for f in dataclasses.fields(Capabilities)}
-    out: dict = {}
-    limits: dict[str, int] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep:
-            raise ValueError(f"capability {item!r}: expected KEY=VALUE")
-        if key in LIMIT_NAMES:
-            limits[key] = int(value)
-        elif key in _TUPLES:
-            out[key] = tuple(None if v.lower() == "none" else v for v in value.split(",") if v)
-        elif key in fields_ and fields_[key].type in ("bool", bool):
-            if value.lower() not in _BOOLS:
-                raise ValueError(f"capability {key}: expected true/false, got {value!r}")
-            out[key] = _BOOLS[value.lower()]
-        elif key == "output_format":
-            out[key] = value
-        else:
-            known = sorted(set(fields_) - {"limits", "supports"} | set(LIMIT_NAMES))
-            raise ValueError(f"unknown capability {key!r}; known: {known}")
-    if limits:
-        out["limits"] = limits
-    return out
-
-
-def _import_module(target: str):
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {target}")
-        mod_name = f"_fastconv_impl_{path.stem}_{abs(hash(str(path))) % 10**8}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module  # dataclasses and pickling look the module up by name
-        spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(target)
-
-
-def load_impl(spec: str | ConvImpl, capabilities: Sequence[str] | Mapping[str, object] = (),
-              name: str | None = None) -> ConvImpl:
-    """The implementation a spec names (see the module docstring), with capability overrides applied."""
-    if isinstance(spec, ConvImpl):
-        impl = spec
-    elif spec == "fastconv" or spec.startswith("fastconv:"):
-        impl = fastconv_impl(spec.partition(":")[2] or "auto")
-    elif spec in BUILTIN_IMPLS:
-        impl = BUILTIN_IMPLS[spec]()
-    else:
-        drive = len(spec) > 1 and spec[1] == ":"  # a Windows path's drive letter is no attribute separator
-        target, _, attr = spec.rpartition(":") if spec.count(":") > drive else (spec, "", "")
-        module = _import_module(target)
-        if not attr:
-            attr = next((a for a in ("ModelNew", "conv2d") if hasattr(module, a)), "")
-            if not attr:
-                raise AttributeError(f"{target} has neither ModelNew nor conv2d; name one: {target}:ATTR")
-        obj = getattr(module, attr)
-        caps = getattr(module, "CAPABILITIES", None)
-        if isinstance(caps, Mapping):
-            caps = Capabilities(**caps)
-        label = f"{Path(target).name if target.endswith('.py') else target}:{attr}"
-        if isinstance(obj, ConvImpl):
-            impl = obj
-        elif isinstance(obj, type) and issubclass(obj, torch.nn.Module):
-            impl = kernelbench_impl(obj, label, caps)
-        elif callable(obj):
-            impl = ConvImpl(obj, label, caps or getattr(obj, "capabilities", None) or Capabilities())
-        else:
-            raise TypeError(f"{spec}: {type(obj).__name__} is neither a ConvImpl, a conv2d function nor an "
-                            "nn.Module class")
-    changes = parse_capabilities(capabilities)
-    if changes:
-        impl = impl.with_capabilities(**changes)
-    if name:
-        impl = dataclasses.replace(impl, name=name)
-    return impl

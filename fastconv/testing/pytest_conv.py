@@ -7,7 +7,7 @@
   ``torch.empty`` for the test, see :func:`~fastconv.testing.poisoned_allocations`) and ``tuning_sandbox``
   (a private, empty tuning cache; environment and caches restored afterwards);
 - ``conv_impl``: every test that takes it runs once per implementation under test: ``--conv-impl SPEC``
-  (repeatable; see :func:`fastconv.testing.load_impl`: ``pkg.module:conv2d``, ``path/to/solution.py``,
+  (repeatable; see :func:`fastconv.testing.loader.load_impl`: ``pkg.module:conv2d``, ``path/to/solution.py``,
   ``fastconv:igemm``, ``inductor``...), with ``--conv-cap KEY=VALUE`` overriding what it claims; by default
   fastconv's dispatcher and each of its kernels.  The summary lists, per implementation, what it does not
   claim (so not tested);
@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from ..tuning import autotuner
-from .impl import ConvImpl, fastconv_impls, load_impl
+from .impl import ConvImpl, fastconv_impls
+from .loader import load_impl
 from .memory import poisoned_allocations
 
 
