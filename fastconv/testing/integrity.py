@@ -224,15 +224,17 @@ def check_fresh_values(impl: ConvImpl, case: ConvCase, precision: str | None, de
                           f"same tensors in precision {other_precision} after {precision}")
 
 
-def check_repeatable(impl: ConvImpl, case: ConvCase, precision: str | None, device, calls: int = 3) -> None:
+def check_repeatable(impl: ConvImpl, case: ConvCase, precision: str | None, device, calls: int = 3, *,
+                     settle: float = 0.05) -> None:
     """``calls`` identical calls: each right, and all bitwise equal (declared deterministic) or within the
-    error model of each other."""
+    error model of each other; ``settle`` seconds after the last call, no output may have changed since its
+    call returned."""
     x, w, b = case.make_inputs(device)
     kw = case.conv_kwargs()
     ref = reference_conv2d(x, w, b, **kw)
     model = error_model(case.geometry.dtype, precision, device)
     bound = conv_error_bound(ref, model)
-    with Watch() as wt:
+    with Watch(settle) as wt:
         ys = [wt.call(impl, x, w, b, **kw, precision=precision, what=f"call {i + 1} of {calls}")
               for i in range(calls)]
     for i, y in enumerate(ys):
