@@ -4,7 +4,7 @@
   fastconv's kernels (Triton reads it when a kernel is defined).
 - Hypothesis profiles ``dev`` (default), ``ci`` (picked automatically when ``$CI`` is set: derandomized, no
   deadline, sized for a 2-core CPU machine), ``gpu`` and ``nightly``; choose with ``--hypothesis-profile``.
-  Each profile also sets the problem-size budget the strategies draw under (see ``properties/strategies``).
+  Each profile also sets the problem-size budget the strategies draw under (see ``fastconv/testing/strategies.py``).
   ``$HYPOTHESIS_MAX_EXAMPLES`` caps every profile's examples per test (the budgets stay the profile's).
 - Every test runs under a fixture that restores torch's global flags (TF32, cuDNN, determinism) and RNG state.
 
@@ -38,6 +38,9 @@ _common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too
 settings.register_profile("dev", max_examples=12, **_common)
 settings.register_profile("ci", max_examples=10, derandomize=True, print_blob=True, **_common)
 settings.register_profile("gpu", max_examples=150, print_blob=True, **_common)
+# the mutation harness (fastconv mutate): ci's examples, but a failure only needs to be found, not shrunk
+settings.register_profile("mutate", max_examples=10, derandomize=True,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate], **_common)
 settings.register_profile("nightly", max_examples=3000, print_blob=True,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink], **_common)
 if os.environ.get("HYPOTHESIS_MAX_EXAMPLES"):  # a cap on every profile (a quick run of the gpu profile, say)

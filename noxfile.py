@@ -98,7 +98,8 @@ def pins(session: nox.Session, triton: str) -> None:
     session.install(TORCH, f"triton=={triton}", *EXTRA_CAPS.get(triton, []))
     session.install("--no-build-isolation", "-e", ".[test]")
     frozen = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True)
-    notes = {"numpy": f"  # {cap}: Triton {triton}'s interpreter" for cap in EXTRA_CAPS.get(triton, [])}
+    caps = EXTRA_CAPS.get(triton, [])
+    notes = {"numpy": f"  # {', '.join(caps)}: Triton {triton}'s interpreter"} if caps else {}
     lines = []
     for line in frozen.splitlines():
         name, sep, version = line.partition("==")

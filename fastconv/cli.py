@@ -9,6 +9,9 @@ Commands (each implemented beside the code it drives, and imported only when use
 - ``networks``: whole-network forward passes, ``fastconv.convert`` against cuDNN (:mod:`fastconv.bench.networks`).
 - ``inspect``: the static resource gate: every kernel config per target GPU (:mod:`fastconv.static`).
 - ``tune``: autotune a catalogue network's conv shapes, save the choices (:mod:`fastconv.bench.tune_cli`).
+- ``verify``: the property suite, error-input tests and benchmark checks against any conv2d implementation
+  (:mod:`fastconv.verify`).
+- ``mutate``: the mutation harness: how many planted kernel bugs the property suite kills (:mod:`fastconv.mutate`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ COMMANDS = {
     "networks": ("fastconv.bench.networks", "whole networks (torchvision) converted to fastconv against cuDNN"),
     "inspect": ("fastconv.static.inspect_cli", "registers/spills/shared memory/occupancy of every kernel config"),
     "tune": ("fastconv.bench.tune_cli", "autotune every conv shape of a network and save the choices to a file"),
+    "verify": ("fastconv.verify", "run the property suite against a conv2d implementation (yours or fastconv's)"),
+    "mutate": ("fastconv.mutate", "mutation testing: apply each catalogued kernel bug, count those the suite kills"),
 }
 
 

@@ -1,4 +1,6 @@
-"""Everything torch rejects, fastconv rejects: same exception type, torch's message, and nothing launched.
+"""Everything torch rejects, an implementation that claims ``raises_like_torch`` rejects with the same
+exception type and a message naming the argument; fastconv gives torch's message itself, and launches
+nothing.
 
 torch's message is taken on the CPU with oneDNN off: where its wording depends on the CPU backend it picks,
 fastconv words the error as torch's portable kernel does.  Wrong Python argument types keep fastconv's own
@@ -14,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 
-import fastconv
 from fastconv.kernels import REGISTRY
+from fastconv.testing.strategies import InvalidCall, examples, invalid_conv_problems
 
-from .harness import DEVICE
-from .strategies import InvalidCall, examples, invalid_conv_problems
+from .harness import DEVICE, require_flag
 
 pytestmark = pytest.mark.property
 
@@ -29,19 +30,23 @@ def _no_launch(*args, **kwargs):
 
 @settings(max_examples=examples("invalid"))
 @given(call=invalid_conv_problems())
-def test_invalid_problems_raise_what_torch_raises(call: InvalidCall):
+def test_invalid_problems_raise_what_torch_raises(conv_impl, call: InvalidCall):
+    require_flag(conv_impl, "raises_like_torch", "torch's exceptions for invalid arguments")
+    if conv_impl.name.startswith("fastconv:") and conv_impl.name != "fastconv:auto":
+        pytest.skip("fastconv's kernels share one validation, tested through fastconv:auto")
     expected = call.torch_error()
     assert expected is not None, f"the strategy drew a call torch accepts: {call}"
     args, kwargs = call.make(DEVICE)
     with contextlib.ExitStack() as stack:
         for kernel in REGISTRY.values():
-            stack.enter_context(mock.patch.object(kernel, "launch", _no_launch))
+            for method in ("launch", "launcher"):
+                stack.enter_context(mock.patch.object(kernel, method, _no_launch))
         with pytest.raises(expected) as info:
-            fastconv.conv2d(*args, **kwargs)
+            conv_impl(*args, **kwargs)
     assert type(info.value) is expected
-    if call.kind == "arg_type":
-        message = str(info.value).lower()
-        assert call.keyword in message, f"{call.kind}: the message does not name {call.keyword!r}: {info.value}"
+    message = str(info.value)
+    if call.kind == "arg_type" or conv_impl.name != "fastconv:auto":
+        assert call.keyword in message.lower(), f"{call.kind}: the message does not name {call.keyword!r}: {message}"
         return
     cpu_args, cpu_kwargs = call.make("cpu")
     saved = torch.backends.mkldnn.enabled
@@ -51,4 +56,4 @@ def test_invalid_problems_raise_what_torch_raises(call: InvalidCall):
             F.conv2d(*cpu_args, **cpu_kwargs)
     finally:
         torch.backends.mkldnn.enabled = saved
-    assert str(info.value) == str(torch_info.value), f"{call.kind}: not torch's message"
+    assert message == str(torch_info.value), f"{call.kind}: not torch's message"

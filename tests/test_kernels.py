@@ -1,4 +1,4 @@
-"""Unit tests of the kernel machinery: TF32 rounding, the packed-weight cache, the per-signature plan memo,
+"""Unit tests of the kernel machinery: TF32 rounding, weight packing, the per-signature plan memo,
 the tuner's persistence and determinism, and the kernel choice of ``auto``.  Accuracy itself is the property
 suite's job (``properties/``); these tests check the parts that could silently reuse stale state."""
 

@@ -14,18 +14,18 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from fastconv.problem import ConvProblem
-from fastconv.testing import ConvCase, memory_format, run_case, with_layout
-from properties.strategies import (
+from fastconv.testing import ConvCase, fastconv_impl, memory_format, run_case, with_layout
+from fastconv.testing.strategies import (
     DEVICE,
     EXAMPLE_CAPS,
     INVALID_KINDS,
     PROFILE_BUDGETS,
     InvalidCall,
     ShapeLimits,
-    backend_cases,
     budget_for,
     conv_problems,
     examples,
+    impl_cases,
     invalid_conv_problems,
 )
 
@@ -92,7 +92,7 @@ def test_shrinks_toward_small_problems():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(max_elements=-1), dict(max_flops=1.5), dict(max_elements=True), dict(dtypes=["int32"]),
+    dict(max_elements=-1), dict(max_flops=1.5), dict(max_elements=True), dict(dtypes=["int8"]),
     dict(dtypes="float32"), dict(dtypes=[]), dict(layouts=["channels_last"]), dict(weight_layouts=["x"]),
     dict(padding_modes=["full"]), dict(group_modes=["grouped"], limits=ShapeLimits(max_groups=1)),
     dict(min_stride=0), dict(min_stride=4, limits=ShapeLimits(max_stride=3)), dict(min_padding=-1),
@@ -180,13 +180,15 @@ def test_example_counts_follow_the_profile():
 
 @settings(max_examples=30)
 @given(data=st.data())
-def test_backend_cases_are_supported_by_their_backend(data):
+def test_impl_cases_are_claimed_and_supported_by_their_kernel(data):
     from fastconv.kernels import REGISTRY
     from fastconv.precision import resolve_precision
 
     name = data.draw(st.sampled_from(sorted(REGISTRY)))
-    case, precision = data.draw(backend_cases(name))
+    impl = fastconv_impl(name)
+    case, precision = data.draw(impl_cases(impl))
+    assert impl.unsupported_case(case, precision) is None
     assert REGISTRY[name].supports(case.problem, resolve_precision(case.geometry.dtype, precision, DEVICE))
-    b = budget_for(name)
+    b = budget_for(impl.budget)
     assert _elements(case.problem) <= b.max_elements and case.problem.flops <= b.max_flops
     assert math.isfinite(case.problem.flops)

@@ -29,13 +29,15 @@ from fastconv.testing import (
     ErrorBound,
     assert_conv_close,
     check_conv,
+    check_repeatable,
     check_within,
     conv_error_bound,
     error_model,
+    fastconv_impl,
     reference_conv2d,
 )
+from fastconv.testing.strategies import conv_problems
 from properties import test_metamorphic as metamorphic
-from properties.strategies import conv_problems
 from properties.test_reference import check_case
 
 
@@ -250,6 +252,7 @@ def test_floor_is_half_a_subnormal_spacing():
 # 4. the property checks catch planted kernel bugs
 # ==========================================================================================================
 _MUTANTS = itertools.count()
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -258,15 +261,16 @@ def _first_config(monkeypatch):
     monkeypatch.setenv("FASTCONV_AUTOTUNE", "0")
 
 
-def _register(monkeypatch, launch, base: str = "igemm") -> str:
-    """Register a kernel under a fresh name (fastconv memoises each call signature's kernel by name)."""
+def _register(monkeypatch, launch, base: str = "igemm"):
+    """Register a kernel under a fresh name (fastconv memoises each call signature's kernel by name); returns
+    it as an implementation under test."""
     good = REGISTRY[base]
     name = f"mutant{next(_MUTANTS)}"
     monkeypatch.setitem(REGISTRY, name, ConvKernel.from_launch(name, good.supports, good.configs, launch))
-    return name
+    return fastconv_impl(name)
 
 
-def _mutant(monkeypatch, corrupt, base: str = "igemm") -> str:
+def _mutant(monkeypatch, corrupt, base: str = "igemm"):
     """Register a kernel: ``base`` followed by ``corrupt(out, x, problem)`` (in place)."""
     good = REGISTRY[base]
 
@@ -289,7 +293,7 @@ def test_the_mutant_harness_passes_a_correct_kernel(monkeypatch):
     metamorphic.check_stride_is_subsampling(name, CASE_S1, None, (2, 1))
     metamorphic.check_padding_is_zero_padding(name, CASE, None)
     metamorphic.check_linearity(name, CASE, None, 1)
-    metamorphic.check_bitwise_deterministic(name, CASE, None)
+    check_repeatable(name, CASE, None, DEVICE)
 
 
 def _skip_last_element(out, x, p):
@@ -360,5 +364,5 @@ def test_determinism_check_catches_a_one_ulp_race(monkeypatch):
 
     name = _mutant(monkeypatch, flip)
     check_case(name, CASE, None)  # the reference check cannot see it
-    with pytest.raises(AssertionError, match="differ between two runs"):
-        metamorphic.check_bitwise_deterministic(name, CASE, None)
+    with pytest.raises(AssertionError, match="declares itself deterministic"):
+        check_repeatable(name, CASE, None, DEVICE)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..precision import resolve_precision
+from ..testing.impl import ConvImpl
 from ..testing.tolerance import SAFETY, error_model
 from .problems import BenchCase, BenchInputs, BenchProblem, cudnn_precision, run_impl
 
@@ -46,11 +48,15 @@ class Check:
                 "elements": self.n, "ok": self.ok, "message": self.message}
 
 
-def impl_precision(case: BenchCase, impl: str) -> str:
+def impl_precision(case: BenchCase, impl: str | ConvImpl) -> str:
     """The arithmetic ``impl`` uses on ``case`` (what its error model is): cuDNN per
-    :func:`cudnn_precision`; the seed's kernel computes exact fp32 products; fastconv the case's."""
+    :func:`cudnn_precision`; the seed's kernel computes exact fp32 products; fastconv the case's; an
+    implementation under test the first float32 precision it claims (None: torch's default on a GPU)."""
     if case.dtype != "float32":
         return case.resolved_precision  # one arithmetic per dtype: "native" for halves, "ieee" for float64
+    if isinstance(impl, ConvImpl):
+        claimed = impl.capabilities.precisions[0]
+        return case.resolved_precision if impl.takes_precision else resolve_precision("float32", claimed, "cuda")
     if impl == "cudnn":
         return cudnn_precision(case)
     if impl == "direct":
@@ -115,7 +121,7 @@ def check_stage(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: tor
     return Check(error, tol, n_bad, n, msg)
 
 
-def check_impl(case: BenchCase, inputs: BenchInputs, impl: str, package=None) -> Check:
+def check_impl(case: BenchCase, inputs: BenchInputs, impl: str | ConvImpl, package=None) -> Check:
     """Run ``impl`` on ``case`` stage by stage and check each stage; returns the worst stage's check
     (a failing one first, else the one with the largest error relative to its bound)."""
     precision = impl_precision(case, impl)

@@ -18,7 +18,7 @@ from ..env import interpreter_enabled, triton_version
 from ..tuning.autotuner import tuning_session
 from ..tuning.timing import Timing, TimingBackend, measure
 from .accuracy import Check, check_impl
-from .problems import BenchCase, BenchInputs, run_impl
+from .problems import BenchCase, BenchInputs, impl_name, run_impl
 from .roofline import Ceilings, precision_class, roofline
 
 __all__ = ["machine_info", "stage_plans", "direct_skip_reason", "CaseResult", "bench_case", "ImplResult",
@@ -68,6 +68,8 @@ def stage_plans(case: BenchCase, inputs: BenchInputs, impl: str, package=None) -
     reports it (after a warm-up call the choice is the cached one).  Errors are reported, never raised."""
     if impl == "cudnn":
         return [{"kernel": "cudnn", "precision": case.label}]
+    if not isinstance(impl, str):  # an implementation under test: what runs inside is its own business
+        return [{"kernel": impl_name(impl)}]
     package = package if package is not None else fastconv
     out = []
     try:
@@ -152,7 +154,7 @@ class CaseResult:
 
 def bench_case(
     case: BenchCase,
-    impls: list[str],
+    impls: list,
     device: torch.device,
     backend: TimingBackend | None,
     ceilings: Ceilings | None,
@@ -166,8 +168,9 @@ def bench_case(
     on_round=None,
     tune: bool = True,
 ) -> CaseResult:
-    """Benchmark ``impls`` on ``case``: inputs on ``device``, interleaved timing with ``backend`` (None:
-    not timed, each impl runs once), correctness against fp64, kernel choices, roofline position.
+    """Benchmark ``impls`` (names, or :class:`fastconv.testing.ConvImpl` s, keyed by their names) on ``case``:
+    inputs on ``device``, interleaved timing with ``backend`` (None: not timed, each impl runs once),
+    correctness against fp64, kernel choices, roofline position.
 
     ``tune``: fastconv's first call tunes its config on the device (:func:`fastconv.tuning.autotuner
     .tuning_session`), so the timed rounds run the fastest config it has; False times the untimed default
@@ -184,24 +187,25 @@ def _bench_case(case, impls, device, backend, ceilings, *, budget_s, min_rounds,
     runnable = []
     for impl in impls:
         reason = direct_skip_reason(case, device) if impl == "direct" else None
-        results[impl] = ImplResult(impl, skipped=reason)
+        results[impl_name(impl)] = ImplResult(impl_name(impl), skipped=reason)
         if reason is None:
             runnable.append(impl)
-    fns = {impl: (lambda impl=impl: run_impl(impl, case, inputs, package)) for impl in runnable}
+    fns = {impl_name(impl): (lambda impl=impl: run_impl(impl, case, inputs, package)) for impl in runnable}
     # -- first call of each, on its own: compilation and autotuning, and any error, stay out of the rounds --
     for impl in list(runnable):
+        name = impl_name(impl)
         try:
             if backend is not None:
                 backend.synchronize()
             t0 = time.perf_counter()
-            fns[impl]()
+            fns[name]()
             if backend is not None:
                 backend.synchronize()
-            results[impl].first_call_s = time.perf_counter() - t0
+            results[name].first_call_s = time.perf_counter() - t0
         except Exception as exc:  # reported in the table (and as a wrong result), the other impls still run
-            results[impl].error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            results[name].error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             runnable.remove(impl)
-            del fns[impl]
+            del fns[name]
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if backend is not None and fns:
@@ -209,13 +213,13 @@ def _bench_case(case, impls, device, backend, ceilings, *, budget_s, min_rounds,
             timings = measure(fns, backend, rounds=rounds, budget_s=budget_s, min_rounds=min_rounds,
                               max_rounds=max_rounds, on_round=on_round, first_call=False)
         except torch.cuda.OutOfMemoryError as exc:
-            raise RuntimeError(f"{case.id}: out of GPU memory while timing {runnable}: {exc}") from exc
-        for impl, t in timings.items():
-            t.first_call_s = results[impl].first_call_s
-            results[impl].timing = t
+            raise RuntimeError(f"{case.id}: out of GPU memory while timing {list(fns)}: {exc}") from exc
+        for name, t in timings.items():
+            t.first_call_s = results[name].first_call_s
+            results[name].timing = t
     pclass = precision_class(case.dtype, case.resolved_precision)
     for impl in runnable:
-        r = results[impl]
+        r = results[impl_name(impl)]
         r.kernels = stage_plans(case, inputs, impl, package)
         if check:
             r.check = check_impl(case, inputs, impl, package)

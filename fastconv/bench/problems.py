@@ -28,10 +28,11 @@ import fastconv
 
 from ..precision import Precision, cudnn_conv_tf32, precisions_of, resolve_precision
 from ..problem import ConvProblem
+from ..testing.impl import ConvImpl
 from ..vocab import DTYPES, LAYOUTS, memory_format_of
 
 __all__ = ["BenchProblem", "BenchCase", "BenchInputs", "CATALOGUE", "SMOKE", "GATE_CORRECTNESS", "IMPLS",
-           "BENCH_LAYOUTS", "layouts_of", "select", "get", "run_impl", "cudnn_precision"]
+           "BENCH_LAYOUTS", "layouts_of", "select", "get", "run_impl", "impl_name", "cudnn_precision"]
 
 IMPLS = ("fastconv", "cudnn", "direct")
 BENCH_LAYOUTS = LAYOUTS[:2]  # dense layouts: "nchw" and "nhwc" (channels_last)
@@ -182,14 +183,26 @@ def cudnn_precision(case: BenchCase) -> str:
     return "tf32" if p == "tf32" else ("native" if p == "native" else "ieee")
 
 
-def run_impl(impl: str, case: BenchCase, inputs: BenchInputs, package=None) -> torch.Tensor:
-    """Compute ``case`` on ``inputs`` with ``impl`` (``"fastconv"``, ``"cudnn"``, ``"direct"``).
+def impl_name(impl: str | ConvImpl) -> str:
+    """The name results are keyed by: the string itself, or the implementation under test's name."""
+    return impl.name if isinstance(impl, ConvImpl) else impl
+
+
+def run_impl(impl: str | ConvImpl, case: BenchCase, inputs: BenchInputs, package=None) -> torch.Tensor:
+    """Compute ``case`` on ``inputs`` with ``impl`` (``"fastconv"``, ``"cudnn"``, ``"direct"``, or an
+    implementation under test, :class:`fastconv.testing.ConvImpl`).
 
     ``package`` is the fastconv package to call (default: :mod:`fastconv`); the gate passes a baseline
     package loaded side by side.
     """
     package = package if package is not None else fastconv
     y = inputs.x
+    if isinstance(impl, ConvImpl):
+        precision = case.fastconv_precision if impl.takes_precision else None
+        for s, w, b in zip(case.stages, inputs.weights, inputs.biases):
+            y = impl(y, w, b, (s.stride_h, s.stride_w), s.torch_padding, (s.dil_h, s.dil_w), s.groups,
+                     precision=precision)
+        return y
     if impl == "cudnn":
         with cudnn_conv_tf32(cudnn_precision(case) == "tf32"):
             for s, w, b in zip(case.stages, inputs.weights, inputs.biases):

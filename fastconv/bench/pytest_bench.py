@@ -54,11 +54,14 @@ import torch
 from ..env import interpreter_enabled
 from ..locks import LockTimeout, ReadersWriterLock
 from ..precision import FLOAT32_PRECISIONS
+from ..testing.impl import ConvImpl
+from ..testing.integrity import Watch
+from ..testing.pytest_conv import impls_under_test
 from ..tuning.timing import CudaEvents, measure
 from ..vocab import DTYPES
 from .case_runner import bench_case
 from .case_runner import machine_info as info
-from .problems import BENCH_LAYOUTS, SMOKE, layouts_of, select
+from .problems import BENCH_LAYOUTS, IMPLS, SMOKE, impl_name, layouts_of, select
 from .roofline import ceilings_for, roofline
 
 __all__ = ["device_clock", "GpuBenchmark"]
@@ -131,6 +134,11 @@ def pytest_generate_tests(metafunc):
     if "bench_case" in metafunc.fixturenames:
         cases = _cases(metafunc.config)
         metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
+    if "bench_impl" in metafunc.fixturenames:
+        # --conv-impl: the implementations under test, each timed against cuDNN; else fastconv, cuDNN, direct
+        user = impls_under_test(metafunc.config) if metafunc.config.getoption("conv_impl", default=[]) else []
+        impls = [*user, "cudnn"] if user else list(IMPLS)
+        metafunc.parametrize("bench_impl", impls, ids=[impl_name(i) for i in impls])
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's
@@ -482,18 +490,34 @@ def gpu_benchmark(benchmark, request):
     return GpuBenchmark(benchmark, request.config)
 
 
+def _watched_first_stage(impl: ConvImpl, case) -> None:
+    """One call of an implementation under test on the case's first stage, through a
+    :class:`~fastconv.testing.Watch`: a timer that stops on the caller's stream must not miss work it left
+    running (or an output it rewrites later)."""
+    device = _timed_device() or torch.device("cpu")
+    inputs = case.make_inputs(device)
+    s = case.stages[0]
+    with Watch(guard_bands=False) as watch:
+        watch.call(impl, inputs.x, inputs.weights[0], inputs.biases[0], (s.stride_h, s.stride_w), s.torch_padding,
+                   (s.dil_h, s.dil_w), s.groups, precision=case.fastconv_precision if impl.takes_precision else None,
+                   what=f"benchmark {case.id}")
+
+
 @pytest.fixture
 def conv_bench(gpu_benchmark, request):
     """``conv_bench(case, impl)``: benchmark one catalogue case with ``"fastconv"``, ``"cudnn"`` or
     ``"direct"`` (fastconv and direct interleaved with cuDNN for the speedup), check it against fp64."""
     counts = request.config._fastconv_bench_counts
 
-    def run(case, impl: str):
+    def run(case, impl):
         info = gpu_benchmark.extra_info
         info.update(problem=case.name, group=case.problem.group, source=case.problem.source,
                     shape=case.problem.short(), dtype=case.dtype, layout=case.layout,
-                    precision=case.resolved_precision, impl=impl)
+                    precision=case.resolved_precision, impl=impl_name(impl))
+        if isinstance(impl, ConvImpl):
+            _watched_first_stage(impl, case)
         impls = [impl] if impl == "cudnn" else [impl, "cudnn"]
+        name = impl_name(impl)
         if not gpu_benchmark.timed:
             device = gpu_benchmark.setup[0] if gpu_benchmark.setup else torch.device("cpu")
             holder = {}
@@ -504,7 +528,7 @@ def conv_bench(gpu_benchmark, request):
             info["note"] = "NOT TIMED: correctness smoke test" + (" in Triton's interpreter" if device.type ==
                                                                     "cpu" else " (--benchmark-disable)")
             gpu_benchmark(once)
-            r = holder["r"].impls[impl]
+            r = holder["r"].impls[name]
             if r.skipped:
                 pytest.skip(r.skipped)
             if r.error:
@@ -517,7 +541,7 @@ def conv_bench(gpu_benchmark, request):
         budget, min_rounds = gpu_benchmark._budget()
         with gpu_benchmark.exclusive():  # first call (compile, autotune) to last round: the GPU to itself
             res = bench_case(case, impls, device, backend, ceilings, budget_s=budget, min_rounds=min_rounds)
-        r = res.impls[impl]
+        r = res.impls[name]
         if r.skipped:
             pytest.skip(r.skipped)
         if r.error:
@@ -530,7 +554,7 @@ def conv_bench(gpu_benchmark, request):
                     rel_error=r.check.error, tolerance=r.check.tol, **(r.roof or {}))
         if impl != "cudnn":
             info["cudnn_median_ms"] = res.impls["cudnn"].median_ms
-            info["speedup_vs_cudnn"] = res.speedup(impl)
+            info["speedup_vs_cudnn"] = res.speedup(name)
         counts["timed"] += 1
 
         def check():

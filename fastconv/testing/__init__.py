@@ -6,7 +6,11 @@
   gives max abs/rel error, the number and first index of mismatches, the problem, the seed and a repro line;
 - :func:`check_within` / :func:`conv_error_bound`: the same check between any two outputs (bounds add);
 - :class:`ConvCase` / :func:`run_case`: a test case as a value (replayable from its ``repr``);
-- :func:`poisoned_allocations`, :func:`layout_mismatch`: every output element written, layout as torch's.
+- :func:`poisoned_allocations`, :func:`layout_mismatch`: every output element written, layout as torch's;
+- :class:`ConvImpl` / :class:`Capabilities` / :func:`load_impl`: an implementation under test (any function
+  with ``F.conv2d``'s signature, a KernelBench ``ModelNew``, fastconv's own kernels) and what it claims;
+- :class:`Watch`, :func:`check_fresh_values`, :func:`check_repeatable`, :func:`check_streams`: the checks
+  that an implementation is not cheating (inputs modified, outputs cached or aliased, work left running).
 
 Checking your own kernel (any device; the reference runs in fp64 on the CPU)::
 
@@ -14,7 +18,10 @@ Checking your own kernel (any device; the reference runs in fp64 on the CPU)::
     y = my_conv2d(x, w, b, stride=2, padding=1)
     assert_conv_close(y, x, w, b, stride=2, padding=1, precision="tf32")  # or "ieee", "tf32x3", None
 
-Hypothesis strategies live in the repository's ``properties/strategies.py`` (they need Hypothesis).
+Gating your own kernel with the whole property suite: ``pytest -m property --conv-impl=pkg.module:conv2d`` or
+``python -m fastconv verify path/to/solution.py``.  Hypothesis strategies for your own tests are in
+:mod:`fastconv.testing.strategies` (it needs Hypothesis: ``pip install fastconv[hypothesis]``; nothing else
+here does).
 """
 
 from ..problem import ConvProblem
@@ -29,6 +36,9 @@ from .cases import (
                     same_padding,
                     with_layout,
 )
+from .impl import Capabilities, ConvImpl, fastconv_impl, fastconv_impls, kernelbench_impl
+from .integrity import IntegrityError, Watch, check_fresh_values, check_repeatable, check_streams, watch
+from .loader import load_impl, parse_capabilities
 from .memory import layout_mismatch, memory_format, poisoned_allocations
 from .reference import ConvReference, reference_conv2d
 from .tolerance import (
@@ -51,5 +61,7 @@ __all__ = [
     "WEIGHT_LAYOUTS", "DISTRIBUTIONS", "SIGNS", "ConvReference", "reference_conv2d", "ErrorModel",
     "ERROR_MODELS", "SAFETY", "error_model", "register_error_model", "ErrorBound", "conv_error_bound",
     "ConvCheck", "check_within", "check_conv", "assert_conv_close", "assert_within", "poisoned_allocations",
-    "memory_format", "layout_mismatch",
+    "memory_format", "layout_mismatch", "Capabilities", "ConvImpl", "fastconv_impl", "fastconv_impls",
+    "kernelbench_impl", "load_impl", "parse_capabilities", "IntegrityError", "Watch", "watch",
+    "check_fresh_values", "check_repeatable", "check_streams",
 ]

@@ -20,11 +20,20 @@ from ..vocab import DTYPES, LAYOUTS
 from .tolerance import assert_conv_close
 
 __all__ = ["ConvCase", "LAYOUTS", "WEIGHT_LAYOUTS", "DISTRIBUTIONS", "SIGNS", "with_layout", "make_values",
-           "run_case", "same_padding"]
+           "value_range", "run_case", "same_padding"]
 
 WEIGHT_LAYOUTS = LAYOUTS
-DISTRIBUTIONS = ("normal", "uniform", "integer")
+# "uniform" with "positive" signs is KernelBench's torch.rand in [0, 1); "heavy" spans 2^-6..2^6 in one
+# tensor (log-normal magnitudes): a kernel right only on well-scaled data fails there.
+DISTRIBUTIONS = ("normal", "uniform", "integer", "heavy")
 SIGNS = ("mixed", "positive", "negative")
+_HEAVY_LOG2 = 6
+
+
+def value_range(distribution: str) -> int:
+    """``log2`` of the largest magnitude :func:`make_values` draws from ``distribution`` at exponent 0 (a
+    normal sample beyond 4 is rare enough to be covered by the float16 scale rule's margin)."""
+    return _HEAVY_LOG2 if distribution == "heavy" else 2
 
 
 def with_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
@@ -59,14 +68,18 @@ def with_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
 
 def make_values(shape: tuple[int, ...], generator: torch.Generator, *, distribution: str, signs: str,
                 exponent: int) -> torch.Tensor:
-    """float32 CPU values of ``shape``: ``distribution`` (normal, uniform in [-1, 1), or integers in [-4, 4]),
-    ``signs`` (mixed, positive, negative), times ``2**exponent``; never all zero."""
+    """float32 CPU values of ``shape``: ``distribution`` (normal, uniform in [-1, 1), integers in [-4, 4], or
+    heavy: random signs times ``2**clamp(2 z, -6, 6)`` with ``z`` standard normal), ``signs`` (mixed, positive,
+    negative), times ``2**exponent``; never all zero."""
     if distribution == "normal":
         v = torch.randn(shape, generator=generator)
     elif distribution == "uniform":
         v = torch.rand(shape, generator=generator) * 2 - 1
     elif distribution == "integer":
         v = torch.randint(-4, 5, shape, generator=generator).to(torch.float32)
+    elif distribution == "heavy":
+        mag = torch.exp2((2 * torch.randn(shape, generator=generator)).clamp(-_HEAVY_LOG2, _HEAVY_LOG2))
+        v = torch.where(torch.rand(shape, generator=generator) < 0.5, -mag, mag)
     else:
         raise ValueError(f"unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
     if signs == "positive":

@@ -12,6 +12,12 @@
   environment before its Python starts (so before any CUDA call: torch reads the variable once, at its first
   device query).  A worker then sees one GPU, ``cuda:0``, and cannot touch another.  A ``--tx`` spec that sets
   ``CUDA_VISIBLE_DEVICES`` itself is left alone.
+- ``conv_impl``: every test that takes it runs once per implementation under test: ``--conv-impl SPEC``
+  (repeatable; see :func:`fastconv.testing.loader.load_impl`: ``pkg.module:conv2d``, ``path/to/solution.py``,
+  ``fastconv:igemm``, ``inductor``...), with ``--conv-cap KEY=VALUE`` overriding what it claims; by default
+  fastconv's dispatcher and each of its kernels.  The summary lists, per implementation, what it does not
+  claim (so not tested);
+- ``--conv-max-examples N`` caps every Hypothesis test's examples (e.g. for a short GPU run).
 """
 
 from __future__ import annotations
@@ -22,7 +28,67 @@ import pytest
 import torch
 
 from ..tuning import autotuner
+from .impl import ConvImpl, fastconv_impls
+from .loader import load_impl
 from .memory import poisoned_allocations
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("fastconv-verify", "fastconv: the implementation under test")
+    group.addoption("--conv-impl", action="append", default=[], metavar="SPEC",
+                    help="conv2d implementation to test (repeatable): pkg.module:ATTR, path/to/file.py[:ATTR], "
+                         "fastconv[:BACKEND], torch, inductor, inductor-triton, jax (default: fastconv's own)")
+    group.addoption("--conv-cap", action="append", default=[], metavar="KEY=VALUE",
+                    help="override what the implementation claims, e.g. dtypes=float32,float16 dilation=false")
+    group.addoption("--conv-max-examples", type=int, default=None, metavar="N",
+                    help="cap every Hypothesis test at N examples")
+
+
+def impls_under_test(config) -> list[ConvImpl]:
+    """The implementations of ``--conv-impl`` (loaded once per session), else fastconv's own."""
+    impls = getattr(config, "_fastconv_impls", None)
+    if impls is None:
+        specs = config.getoption("conv_impl", default=[]) or []
+        caps = config.getoption("conv_cap", default=[]) or []
+        try:
+            impls = [load_impl(s, caps) for s in specs] if specs else fastconv_impls()
+        except Exception as exc:  # a spec that does not load is a usage error, with its reason
+            raise pytest.UsageError(f"--conv-impl: {type(exc).__name__}: {exc}") from exc
+        config._fastconv_impls = impls
+    return impls
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "conv_impl" in metafunc.fixturenames:
+        impls = impls_under_test(metafunc.config)
+        metafunc.parametrize("conv_impl", impls, ids=[i.name for i in impls])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config) -> None:
+    cap = config.getoption("conv_max_examples", default=None)
+    if cap:
+        try:
+            from hypothesis import settings
+        except ImportError:  # pragma: no cover - the option is for Hypothesis tests
+            return
+        name = settings.get_current_profile_name()
+        settings.register_profile(name, parent=settings.get_profile(name), max_examples=cap)
+        settings.load_profile(name)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    impls = getattr(config, "_fastconv_impls", None)
+    if not impls or not config.getoption("conv_impl", default=[]):
+        return
+    tr = terminalreporter
+    tr.section("fastconv verify: implementations under test")
+    for impl in impls:
+        tr.write_line(f"{impl.name}: {impl.description or impl.fn}")
+        untested = impl.capabilities.untested()
+        tr.write_line("  not claimed, so NOT tested: " + ("; ".join(untested) if untested else "nothing"))
+        if impl.report is not None:
+            tr.write_line(f"  {impl.report()}")
 
 
 def _device_line() -> str:

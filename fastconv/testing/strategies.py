@@ -7,9 +7,15 @@
   parameter is drawn after the ones it depends on, with bounds that keep the problem inside the budget with
   the rest at their minimum: nothing is filtered or rejected, and each integer shrinks toward its minimum,
   so failures shrink toward small problems.
+- :func:`impl_cases` draws ``(case, precision)`` pairs that an implementation under test
+  (:class:`~fastconv.testing.ConvImpl`) claims in its :class:`~fastconv.testing.Capabilities`: use it in your
+  own tests as ``case, precision = data.draw(impl_cases(my_impl))``.
 - :func:`budget_for` gives the budget of the Hypothesis profile in force (``dev``, ``ci``, ``gpu``,
-  ``nightly``) for a backend: the CPU interpreter runs each Triton program in Python, so the ``direct`` and
-  ``depthwise`` kernels (a program per output row or pixel block) get smaller problems there.
+  ``nightly``) for a budget key (``ConvImpl.budget``): the CPU interpreter runs each Triton program in Python,
+  so the ``direct`` and ``depthwise`` kernels (a program per output row or pixel block) get smaller problems.
+
+This module needs Hypothesis (``pip install fastconv[hypothesis]``); the rest of :mod:`fastconv.testing` does
+not.
 - :func:`invalid_conv_problems` draws :class:`InvalidCall` s: a valid problem with one thing broken.
   :meth:`InvalidCall.torch_error` runs torch itself (on the CPU) to tell what it raises.
 """
@@ -23,18 +29,18 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fastconv import vocab
-from fastconv.precision import precisions_of, resolve_precision
-from fastconv.problem import ConvProblem
-from fastconv.testing.cases import DISTRIBUTIONS, LAYOUTS, SIGNS, WEIGHT_LAYOUTS, ConvCase, same_padding
+from .. import vocab
+from ..precision import precisions_of
+from ..problem import ConvProblem
+from .cases import DISTRIBUTIONS, LAYOUTS, SIGNS, WEIGHT_LAYOUTS, ConvCase, same_padding, value_range
+from .impl import ConvImpl
 
 __all__ = ["ShapeLimits", "Budget", "PROFILE_BUDGETS", "budget_for", "EXAMPLE_CAPS", "examples", "conv_problems",
-           "precisions",
-           "BACKEND_HINTS", "supported", "backend_cases",
+           "precisions", "impl_cases",
            "InvalidCall", "INVALID_KINDS", "invalid_conv_problems", "DTYPES", "PADDING_MODES", "GROUP_MODES"]
 
 DTYPES = tuple(vocab.DTYPES)
@@ -101,28 +107,31 @@ PROFILE_BUDGETS: dict[str, dict[str, Budget]] = {
     "gpu": {"default": _GPU},
     "nightly": {"default": _NIGHTLY},
 }
+PROFILE_BUDGETS["mutate"] = PROFILE_BUDGETS["ci"]  # fastconv mutate: ci's problems, failures not shrunk
 
 
 # profile -> kind of test -> examples per test (None or absent: the profile's max_examples).  A config sweep
 # runs every config per example; an invalid call runs no kernel (cheap); on a GPU nearly every drawn problem
 # is a new Triton specialisation to compile, so the gpu profile caps what its 150 examples would cost.
 EXAMPLE_CAPS: dict[str, dict[str, int]] = {
-    "dev": {"configs": 3, "invalid": 100},
-    "ci": {"configs": 5, "invalid": 100},
-    "gpu": {"reference": 40, "metamorphic": 10, "configs": 3, "invalid": 300},
-    "nightly": {"configs": 300},
+    "dev": {"configs": 3, "invalid": 100, "integrity": 4, "offsets": 2},
+    "ci": {"configs": 5, "invalid": 100, "integrity": 5, "offsets": 2},
+    "gpu": {"reference": 40, "metamorphic": 10, "configs": 3, "invalid": 300, "integrity": 10, "offsets": 3},
+    "nightly": {"configs": 300, "offsets": 20},
 }
-_ABSOLUTE = {"invalid"}  # kinds whose count is absolute rather than a cap on the profile's
+EXAMPLE_CAPS["mutate"] = EXAMPLE_CAPS["ci"]
+_ABSOLUTE = {"invalid"}  # kinds whose count is absolute (at most 10x the profile's max_examples)
 
 
 def examples(kind: str) -> int:
-    """How many examples a test of ``kind`` ("reference", "metamorphic", "configs", "invalid") draws under
-    the Hypothesis profile in force (use as ``@settings(max_examples=examples("..."))``)."""
+    """How many examples a test of ``kind`` ("reference", "metamorphic", "configs", "invalid", "integrity",
+    "offsets") draws under the Hypothesis profile in force (use as
+    ``@settings(max_examples=examples("..."))``)."""
     n = settings.default.max_examples
     cap = EXAMPLE_CAPS.get(settings.get_current_profile_name(), {}).get(kind)
     if cap is None:
         return n
-    return cap if kind in _ABSOLUTE else min(n, cap)
+    return min(cap, 10 * n) if kind in _ABSOLUTE else min(n, cap)
 
 
 def budget_for(backend: str | None = None, *, profile: str | None = None) -> Budget:
@@ -132,7 +141,7 @@ def budget_for(backend: str | None = None, *, profile: str | None = None) -> Bud
     interpreter).
     """
     name = profile if profile is not None else settings.get_current_profile_name()
-    if not torch.cuda.is_available() and name not in ("dev", "ci"):
+    if not torch.cuda.is_available() and name not in ("dev", "ci", "mutate"):
         name = "ci"
     table = PROFILE_BUDGETS.get(name, PROFILE_BUDGETS["dev"])
     return table.get(backend or "default", table["default"])
@@ -280,24 +289,26 @@ def _conv_cases(draw, spec: _Spec) -> ConvCase:
     weight_layout = draw(st.sampled_from(spec.weight_layouts))
     compact = draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))
-    x_exp, w_exp = draw(_exponents(dtype, p.gemm_k))
     distribution = draw(st.sampled_from(spec.distributions))
+    x_exp, w_exp = draw(_exponents(dtype, p.gemm_k, value_range(distribution)))
     signs = draw(st.sampled_from(spec.signs))
     return ConvCase(p, padding=None if pad_mode == "explicit" else pad_mode, layout=layout,
                     weight_layout=weight_layout, unbatched=unbatched, compact=compact, seed=seed, x_exp=x_exp,
                     w_exp=w_exp, distribution=distribution, signs=signs)
 
 
-def _exponents(dtype: str, k: int) -> st.SearchStrategy[tuple[int, int]]:
-    """Power-of-two scales of input and weight that keep the output finite and normal in ``dtype``.
+def _exponents(dtype: str, k: int, log2_max: int = 2) -> st.SearchStrategy[tuple[int, int]]:
+    """Power-of-two scales of input and weight that keep the output finite and normal in ``dtype``, for values
+    of magnitude up to ``2**log2_max`` before scaling (:func:`~fastconv.testing.cases.value_range`).
 
-    float32/bfloat16 have range to spare.  float16 (largest 65504 = 2^16): values reach ~4 * 2^exp, so
-    ``16 K 2^(x_exp + w_exp) <= 2^15`` keeps every partial sum finite, and ``x_exp, w_exp >= -4`` keeps
-    the inputs (mostly) normal.
+    float32/bfloat16/float64: scales up to 2^40 each (products to 2^92, far from float32's 2^128; down to
+    2^-92, far above its smallest normal 2^-126): large-magnitude values are drawn as well as unit ones.
+    float16 (largest 65504 = 2^16): ``4 K 2^(x_exp + w_exp + 2 log2_max) <= 2^15`` keeps every partial sum
+    finite, and ``x_exp, w_exp >= -4`` keeps the inputs (mostly) normal.
     """
     if dtype != "float16":
-        return st.tuples(st.integers(-16, 16), st.integers(-16, 16))
-    room = 11 - math.ceil(math.log2(max(k, 1) + 1))
+        return st.tuples(st.integers(-40, 40), st.integers(-40, 40))
+    room = 15 - 2 * log2_max - math.ceil(math.log2(max(k, 1) + 1))
     return st.integers(-4, 4).flatmap(lambda xe: st.tuples(st.just(xe), st.integers(-4, max(-4, min(4, room - xe)))))
 
 
@@ -384,44 +395,48 @@ def conv_problems(
 
 
 def precisions(dtype: str) -> st.SearchStrategy[str | None]:
-    """The ``precision`` argument to pass with a ``dtype`` input: None (the default) or an explicit mode."""
+    """The ``precision`` argument to pass with a ``dtype`` input to fastconv: None (the default) or a mode."""
     return st.sampled_from((None, *precisions_of(dtype)))
 
 
-# Shapes that backends with narrow support accept.  They only raise the acceptance rate of the filter in
-# backend_cases(); the kernel's own supports() stays the ground truth, so a stale hint costs time, never
-# coverage of a problem the kernel claims to support.
-BACKEND_HINTS: dict[str, dict] = {
-    "pointwise": {"limits": {"max_kernel": 1, "max_stride": 1}, "padding_modes": ("valid", "same")},
-    "depthwise": {"group_modes": ("grouped", "depthwise")},
-}
+def impl_cases(impl: ConvImpl, *, limits: dict | None = None,
+               **kwargs) -> st.SearchStrategy[tuple[ConvCase, str | None]]:
+    """``(case, precision)`` pairs that ``impl`` claims (its :class:`~fastconv.testing.Capabilities`), under
+    the profile's budget for ``impl.budget``.
 
-
-def supported(backend: str, case: ConvCase, precision: str | None) -> bool:
-    """Whether ``backend`` (a registry name or ``"auto"``) computes ``case`` in ``precision``."""
-    from fastconv.kernels import REGISTRY
-
-    if backend == "auto":
-        return True
-    return REGISTRY[backend].supports(case.problem, resolve_precision(case.geometry.dtype, precision, DEVICE))
-
-
-def backend_cases(backend: str, *, limits: dict | None = None,
-                  **kwargs) -> st.SearchStrategy[tuple[ConvCase, str | None]]:
-    """``(case, precision)`` pairs that ``backend`` supports, under the profile's budget for ``backend``.
-
-    ``limits`` changes fields of the budget's :class:`ShapeLimits` (e.g. ``{"max_stride": 1}``); other
-    keyword arguments go to :func:`conv_problems`.  Call it inside a test (``st.data()``), where the
-    Hypothesis profile is the one in force.
+    ``limits`` tightens fields of the budget's :class:`ShapeLimits` (e.g. ``{"max_stride": 1}``); other
+    keyword arguments go to :func:`conv_problems` and must lie within what ``impl`` claims (a choice outside
+    it leaves nothing to draw: InvalidArgument).  Call it inside a test (``st.data()``), where the Hypothesis
+    profile is the one in force.
     """
-    budget = budget_for(backend)
-    hints = dict(BACKEND_HINTS.get(backend, {}))
-    changes = {**hints.pop("limits", {}), **(limits or {})}
-    lim = dataclasses.replace(budget.limits, **changes)
-    cases = conv_problems(max_elements=budget.max_elements, max_flops=budget.max_flops, limits=lim,
-                          **{**hints, **kwargs})
-    return cases.flatmap(lambda c: st.tuples(st.just(c), precisions(c.geometry.dtype))).filter(
-        lambda cp: supported(backend, *cp))
+    budget = budget_for(impl.budget)
+    caps = impl.capabilities.strategy_kwargs()
+    cap_limits = caps.pop("limits")
+    lim = budget.limits
+    changes = {k: min(v, getattr(lim, k)) for k, v in {**cap_limits, **(limits or {})}.items()}
+    for k, v in cap_limits.items():
+        changes[k] = min(changes[k], v)
+    lim = dataclasses.replace(lim, **changes)
+    for key, value in kwargs.items():  # narrow the claimed choices, never widen them
+        if key in caps and isinstance(value, (tuple, list)):
+            narrowed = tuple(v for v in value if v in caps[key])
+            if not narrowed:
+                raise InvalidArgument(f"{impl.name} claims none of {key}={value!r} (it claims {caps[key]!r})")
+            caps[key] = narrowed
+        elif key in caps and isinstance(value, bool):
+            caps[key] = caps[key] and value
+        else:
+            caps[key] = value
+    cases = conv_problems(max_elements=budget.max_elements, max_flops=budget.max_flops, limits=lim, **caps)
+
+    def claimed(case_precision) -> bool:
+        why = impl.unsupported_case(*case_precision)
+        if why is not None:  # counted in --hypothesis-show-statistics; a test where nothing is claimed errors
+            event(f"{impl.name}: draw not claimed ({why})")
+        return why is None
+
+    return cases.flatmap(lambda c: st.tuples(st.just(c), st.sampled_from(impl.precision_choices(c.geometry.dtype)))
+                         ).filter(claimed)
 
 
 # ==========================================================================================================
