@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # One GPU session's checks in parts that each fit a device call (10 minutes), from the repository root:
 #
-#   bash scripts/gpu_session.sh PART          PART = first | suites | outside
+#   bash scripts/gpu_session.sh PART          PART = checks | speed | first | outside
 #
+# checks:  the property suite (gpu profile, 4 xdist workers sharing the GPU), the GPU unit tests with PyTorch's
+#          OpInfo/ModuleInfo samples on CUDA, the verification framework on the seed, Inductor and fastconv
+# speed:   torch.compile/export/CUDA graphs/autocast, first forward, `fastconv bench --quick`, a pytest-benchmark
+#          baseline of this GPU
 # first:   fit the untimed heuristic from measured configs (scripts/fit_heuristic.py, ~3.5 min) and put the
 #          fitted table in the package for this run; first forward of converted networks, cold and with a warm
 #          Triton cache (scripts/first_forward.py); fastconv inside torch.compile / export / CUDA graphs /
 #          autocast on a converted ResNet-18 (scripts/gpu_torch_op.py)
-# suites:  the property suite with the gpu Hypothesis profile on two xdist workers sharing the GPU, the GPU unit
-#          tests, `fastconv bench --quick` (both layouts, tuned) and a pytest-benchmark baseline of this GPU
 # outside: the verification framework on implementations nobody here wrote (scripts/gpu_outside.sh)
-# Full outputs go to $OUT (at most 8 files come back); a summary line per step is printed last.
+# A summary line per step is printed last.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT=${OUT:-out/gpu_session}
-mkdir -p "$OUT"
+# Work in a scratch folder; at the end $RESULTS gets session.log and one results.tgz of everything (the device
+# runner brings back at most 8 files).
+RESULTS=${OUT:-out/gpu_session}
+export OUT
+OUT=$(mktemp -d /tmp/gpu_session.XXXX)
+mkdir -p "$RESULTS"
 LOG="$OUT/session.log"
 SUMMARY=()
 
@@ -35,30 +41,37 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$LOG"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG"
 
 case "${1:-}" in
+checks)
+    export HYPOTHESIS_MAX_EXAMPLES=${HYPOTHESIS_MAX_EXAMPLES:-25}
+    step props 200 python -m pytest properties -q -n 4 -p no:cacheprovider --hypothesis-profile gpu
+    step units 130 python -m pytest tests/test_api.py tests/test_kernels.py tests/test_modules.py tests/test_convert.py \
+        tests/test_torch_op.py tests/test_torch_semantics.py -q -n 6 -p no:cacheprovider
+    STEPS="seed inductor fastconv" step outside 250 bash scripts/gpu_outside.sh "$OUT/outside"
+    ;;
+speed)
+    step torch_op 130 python scripts/gpu_torch_op.py
+    step first_fwd 150 python scripts/first_forward.py --timeout 60
+    step bench 160 python -m fastconv bench --quick --no-seed --out "$OUT/bench"
+    step baseline 110 python -m pytest -m benchmark benchmarks/ --bench-quick -p no:cacheprovider \
+        --benchmark-json="$OUT/baseline_h200.json"
+    ;;
 first)
     step fit 240 python scripts/fit_heuristic.py --max-minutes 3
     if [ -s "$OUT/heuristic.json" ]; then cp "$OUT/heuristic.json" fastconv/kernels/tables/heuristic.json; fi
     step first_fwd 180 python scripts/first_forward.py --timeout 80
     step torch_op 150 python scripts/gpu_torch_op.py
     ;;
-suites)
-    export HYPOTHESIS_MAX_EXAMPLES=${HYPOTHESIS_MAX_EXAMPLES:-25}
-    step props 250 python -m pytest properties -q -n 2 -p no:cacheprovider --hypothesis-profile gpu -x
-    step units 150 python -m pytest tests/test_api.py tests/test_kernels.py tests/test_modules.py tests/test_convert.py \
-        tests/test_torch_op.py -q -n 4 -p no:cacheprovider
-    step bench 150 python -m fastconv bench --quick --no-seed --out "$OUT/bench"
-    step baseline 120 python -m pytest -m benchmark benchmarks/ --bench-quick -p no:cacheprovider \
-        --benchmark-json="$OUT/baseline_h200.json"
-    ;;
 outside)
     step outside 520 bash scripts/gpu_outside.sh
     ;;
 *)
-    echo "usage: bash scripts/gpu_session.sh first|suites|outside" >&2
+    echo "usage: bash scripts/gpu_session.sh checks|speed|first|outside" >&2
     exit 2
     ;;
 esac
 
 echo
-echo "=================== summary ($OUT)"
+echo "=================== summary ($RESULTS/results.tgz)"
 printf '%s\n' "${SUMMARY[@]}" | tee -a "$LOG"
+cp "$LOG" "$RESULTS/session.log"
+tar czf "$RESULTS/results.tgz" -C "$OUT" .
