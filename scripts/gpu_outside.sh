@@ -47,7 +47,7 @@ if [ ! -f .outside/seed.py ]; then
     STEPS=${STEPS//seed/}
 fi
 step fastconv 90 "${VERIFY[@]}" fastconv --profile gpu --max-examples 3 --no-bench -k "not every_config"
-step seed 80 "${VERIFY[@]}" .outside/seed.py --profile gpu --max-examples 8 \
+step seed "${SEED_TIMEOUT:-80}" "${VERIFY[@]}" .outside/seed.py --profile gpu --max-examples "${SEED_EXAMPLES:-8}" \
     --pytest-args="--bench-problems kb80"
 step seed-half 40 "${VERIFY[@]}" .outside/seed.py --profile gpu --max-examples 8 --no-bench \
     --cap dtypes=float16,bfloat16 -k "matches_reference"

@@ -4,9 +4,9 @@
 #   bash scripts/gpu_session.sh PART          PART = checks | speed | first | outside
 #
 # checks:  the property suite (gpu profile, 4 xdist workers sharing the GPU), the GPU unit tests with PyTorch's
-#          OpInfo/ModuleInfo samples on CUDA, the verification framework on the seed, Inductor and fastconv
-# speed:   torch.compile/export/CUDA graphs/autocast, first forward, `fastconv bench --quick`, a pytest-benchmark
-#          baseline of this GPU
+#          OpInfo/ModuleInfo samples on CUDA, torch.compile/export/CUDA graphs/autocast, first forward
+# speed:   `fastconv bench --quick`, a pytest-benchmark baseline of this GPU, the verification framework on the
+#          seed's kernel
 # first:   fit the untimed heuristic from measured configs (scripts/fit_heuristic.py, ~3.5 min) and put the
 #          fitted table in the package for this run; first forward of converted networks, cold and with a warm
 #          Triton cache (scripts/first_forward.py); fastconv inside torch.compile / export / CUDA graphs /
@@ -46,14 +46,14 @@ checks)
     step props 200 python -m pytest properties -q -n 4 -p no:cacheprovider --hypothesis-profile gpu
     step units 130 python -m pytest tests/test_api.py tests/test_kernels.py tests/test_modules.py tests/test_convert.py \
         tests/test_torch_op.py tests/test_torch_semantics.py -q -n 6 -p no:cacheprovider
-    STEPS="seed inductor fastconv" step outside 250 bash scripts/gpu_outside.sh "$OUT/outside"
+    step torch_op 120 python scripts/gpu_torch_op.py
+    step first_fwd 110 python scripts/first_forward.py --timeout 50
     ;;
 speed)
-    step torch_op 130 python scripts/gpu_torch_op.py
-    step first_fwd 150 python scripts/first_forward.py --timeout 60
-    step bench 160 python -m fastconv bench --quick --no-seed --out "$OUT/bench"
+    step bench 170 python -m fastconv bench --quick --no-seed --out "$OUT/bench"
     step baseline 110 python -m pytest -m benchmark benchmarks/ --bench-quick -p no:cacheprovider \
         --benchmark-json="$OUT/baseline_h200.json"
+    SEED_TIMEOUT=200 SEED_EXAMPLES=3 STEPS="seed" step outside 220 bash scripts/gpu_outside.sh "$OUT/outside"
     ;;
 first)
     step fit 240 python scripts/fit_heuristic.py --max-minutes 3

@@ -301,13 +301,24 @@ def pytest_configure(config):
     config._fastconv_compare_dropped = []
 
 
+def _off_for_xdist(config, bs) -> bool:
+    """Whether pytest-benchmark switched itself off only because this is an xdist worker.  5.2+ says so in
+    ``xdist_warning``; older releases (4.x-5.1, e.g. the GPU machine's) just set ``disabled``, which
+    ``--benchmark-disable`` also sets."""
+    flag = getattr(bs, "xdist_warning", None)
+    if flag is not None:
+        return bool(flag)
+    asked_off = config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False)
+    return bool(bs.disabled and not asked_off and not getattr(bs, "skip", False))
+
+
 def pytest_sessionstart(session):
     """(After every pytest_configure: pytest-benchmark makes its session in its own, a trylast one.)"""
     config = session.config
     bs = getattr(config, "_benchmarksession", None)
     if bs is None or _xdist_controller(config):
         return
-    if hasattr(config, "workerinput") and bs.xdist_warning:  # switched off only because this is an xdist worker
+    if hasattr(config, "workerinput") and _off_for_xdist(config, bs):
         tag = config._fastconv_worker_tag = worker_tag(config.workerinput["workerid"])
         if bs.json:
             bs.json = Path(bs.json).with_name(f"{Path(bs.json).stem}.{tag}{Path(bs.json).suffix or '.json'}")
