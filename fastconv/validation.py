@@ -33,6 +33,12 @@ def _as_int(v) -> int | None:
     """``v`` as an int if torch takes it as one (ints, numpy ints, integer 0-d tensors; not bools)."""
     if isinstance(v, bool):
         return None
+    if isinstance(v, int):
+        return v
+    # Not operator.index on what is plainly no int: under torch.compile, torch 2.11's Dynamo turns the TypeError
+    # it raises into an InternalTorchDynamoError instead of letting the except below see it.
+    if isinstance(v, (Sequence, float, complex, str, type(None))):
+        return None
     try:
         return operator.index(v)
     except TypeError:
