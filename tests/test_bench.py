@@ -655,8 +655,9 @@ def _sim_xdist(tmp_path, gpus: str, *args, models: dict | None = None, problems:
     env = {"SIM_GPUS": gpus, "SIM_LOG": str(tmp_path / "gpu.log"), "FASTCONV_LOCK_DIR": str(tmp_path / "locks"),
            **{f"SIM_MODEL_{g}": m for g, m in (models or {}).items()}}
     (tmp_path / "gpu.log").unlink(missing_ok=True)
-    rc, out = run_pytest(tmp_path, "-n", "2", "--benchmark-max-time=0.001", *args, fake_timed=True, env=env,
-                         problems=problems)
+    # one layout: the cases are problems x implementations (the layouts are the plain runs' business)
+    rc, out = run_pytest(tmp_path, "-n", "2", "--benchmark-max-time=0.001", "--bench-layout", "nchw", *args,
+                         fake_timed=True, env=env, problems=problems)
     log = [line.split() for line in (tmp_path / "gpu.log").read_text().splitlines()]
     return rc, out, [(w, g, kind, float(t0), float(t1)) for w, g, kind, t0, t1 in log]
 
