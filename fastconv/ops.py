@@ -194,22 +194,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """2-D convolution with the semantics of :func:`torch.nn.functional.conv2d`, under ``torch.compile``,
     ``torch.export``, autocast and CUDA graphs too.
 
-    Args:
-        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; float32, float16, bfloat16 (or float64);
-            any strides.
-        weight: ``(C_out, C_in / groups, kH, kW)``.
-        bias: optional ``(C_out,)``.
-        stride, dilation: int or pair of ints, >= 1.
-        padding: int or pair of ints >= 0, or ``"valid"`` / ``"same"`` (stride 1 only), as torch.
-        groups: divides ``C_in`` and ``C_out``.
-        backend: kernel name (``"direct"``, ``"igemm"``, ...) or ``"auto"``; default from
-            :func:`fastconv.use_backend`.
-        precision: float32 arithmetic, ``"tf32"`` / ``"ieee"`` / ``"tf32x3"``; default: what torch computes
-            on the input's device (see :mod:`fastconv.precision`).
-
-    Returns:
-        ``(N, C_out, H_out, W_out)`` (or ``(C_out, H_out, W_out)``) in the dtype and memory format torch gives
-        (under autocast: autocast's dtype, as ``F.conv2d``).
+    Arguments, shapes and result as :func:`fastconv.functional.conv2d` (input ``(N, C_in, H, W)`` or
+    ``(C_in, H, W)``, weight ``(C_out, C_in / groups, kH, kW)``, bias ``(C_out,)``; output
+    ``(N, C_out, H_out, W_out)`` in the dtype and memory format torch gives), except that under autocast the
+    inputs are cast and the output has autocast's dtype, as with ``F.conv2d``.
 
     A plain eager call runs :func:`fastconv.functional.conv2d` (the memoised plan and its direct launch);
     under tracing, autocast, a dispatch mode or with tensor subclasses the call goes through the
