@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -105,35 +106,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"gate: ERROR: {exc}")
         return EXIT_USAGE
     cache_root = Path(tempfile.mkdtemp(prefix="fastconv_gate_tuning_"))
-    for pkg, label in ((base, "baseline"), (cand, "candidate")):
-        if pkg is not None:
-            isolate_tuning_cache(pkg, cache_root / label)
+    try:  # the tuning caches of both packages live in cache_root only for this run
+        for pkg, label in ((base, "baseline"), (cand, "candidate")):
+            if pkg is not None:
+                isolate_tuning_cache(pkg, cache_root / label)
 
-    print(f"gate: baseline  = {base_desc}")
-    print(f"gate: candidate = {cand_desc}")
-    timed_problems = select(args.problems) if timed else []
-    if timed:
-        print(f"gate: {torch.cuda.get_device_name(device)}; {len(timed_problems)} problems x {args.repeats} "
-              f"repeats x {args.rounds} interleaved rounds; threshold {100 * args.threshold:.1f}%")
-    else:
-        print("gate: NO GPU - performance is NOT compared (nothing is timed in Triton's interpreter); "
-              "checking the candidate's correctness only")
-    layouts = layouts_of(args.layout)
-    cases = [(p.case(args.dtype, lay, args.precision), True) for p in timed_problems for lay in layouts]
-    cases += [(p.case(args.dtype, lay, args.precision), False) for p in GATE_CORRECTNESS for lay in layouts]
-    results = run_cases(cases, device, base, cand, saved, CudaEvents(device) if timed else None,
-                        rounds=args.rounds, repeats=args.repeats, threshold=args.threshold,
-                        min_abs_ms=args.min_abs_us / 1000)
-    print()
-    _print_table(results, timed)
-    status, line, geo = verdict(results, timed, args.threshold)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "schema": "fastconv-gate/1", "baseline": base_desc, "candidate": cand_desc, "timed": timed,
-            "threshold": args.threshold, "rounds": args.rounds, "repeats": args.repeats,
-            "machine": machine_info(device if timed else None), "geomean_ratio": geo, "status": status,
-            "reason": line, "problems": [r.to_json() for r in results]}, indent=1, default=str))
-    print()
-    print(line)
-    return status
+        print(f"gate: baseline  = {base_desc}")
+        print(f"gate: candidate = {cand_desc}")
+        timed_problems = select(args.problems) if timed else []
+        if timed:
+            print(f"gate: {torch.cuda.get_device_name(device)}; {len(timed_problems)} problems x {args.repeats} "
+                  f"repeats x {args.rounds} interleaved rounds; threshold {100 * args.threshold:.1f}%")
+        else:
+            print("gate: NO GPU - performance is NOT compared (nothing is timed in Triton's interpreter); "
+                  "checking the candidate's correctness only")
+        layouts = layouts_of(args.layout)
+        cases = [(p.case(args.dtype, lay, args.precision), True) for p in timed_problems for lay in layouts]
+        cases += [(p.case(args.dtype, lay, args.precision), False) for p in GATE_CORRECTNESS for lay in layouts]
+        results = run_cases(cases, device, base, cand, saved, CudaEvents(device) if timed else None,
+                            rounds=args.rounds, repeats=args.repeats, threshold=args.threshold,
+                            min_abs_ms=args.min_abs_us / 1000)
+        print()
+        _print_table(results, timed)
+        status, line, geo = verdict(results, timed, args.threshold)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({
+                "schema": "fastconv-gate/1", "baseline": base_desc, "candidate": cand_desc, "timed": timed,
+                "threshold": args.threshold, "rounds": args.rounds, "repeats": args.repeats,
+                "machine": machine_info(device if timed else None), "geomean_ratio": geo, "status": status,
+                "reason": line, "problems": [r.to_json() for r in results]}, indent=1, default=str))
+        print()
+        print(line)
+        return status
+    finally:
+        shutil.rmtree(cache_root, ignore_errors=True)
