@@ -105,7 +105,13 @@ def _check(input, weight, bias, stride, padding, dilation, groups, backend, prec
 # ----------------------------------------------------------------------------------------------------------
 # The operator
 # ----------------------------------------------------------------------------------------------------------
-@torch.library.custom_op("fastconv::conv2d", mutates_args=(), schema=_SCHEMA)
+# The op's namespace is the package's import name: ``fastconv``.  A second copy imported side by side under
+# another name (the performance gate's baseline, ``fastconv_<ref>``) registers its own op instead of
+# replacing this one in torch's process-wide registry (whose implementation would then run the copy's code).
+_NAMESPACE = __name__.partition(".")[0]
+
+
+@torch.library.custom_op(f"{_NAMESPACE}::conv2d", mutates_args=(), schema=_SCHEMA)
 def conv2d_op(input, weight, bias, stride, padding, dilation, groups, backend, precision):
     """The op's implementation (CPU under Triton's interpreter, CUDA): the eager path's memoised plan."""
     pad = _padding_argument(padding, weight, stride, dilation)
@@ -161,7 +167,7 @@ def _autocast_kernel(device_type: str):
     return kernel
 
 
-_LIB = torch.library.Library("fastconv", "FRAGMENT")  # kept alive with the module: the autocast registrations
+_LIB = torch.library.Library(_NAMESPACE, "FRAGMENT")  # kept alive with the module: the autocast registrations
 for _device in ("cpu", "cuda"):
     _LIB.impl("conv2d", _autocast_kernel(_device), "Autocast" + torch._C._dispatch_key_for_device(_device),
               with_keyset=True)

@@ -456,6 +456,26 @@ def test_load_package_side_by_side_rewrites_absolute_imports(tmp_path):
     assert extra.d.__name__ == pkg.__name__ + ".dispatch"
 
 
+def test_a_side_by_side_copy_leaves_the_registered_op_to_the_real_package(tmp_path, monkeypatch):
+    """torch's op registry is process-wide: a copy imported by the gate registers its own namespace's op,
+    and ``torch.ops.fastconv.conv2d`` keeps running this package's code (not a copy's, whose files may go)."""
+    import importlib
+    import shutil
+
+    import fastconv
+
+    shutil.copytree(REPO / "fastconv", tmp_path / "tree" / "fastconv", ignore=shutil.ignore_patterns("__pycache__"))
+    pkg, _ = gate.load_package(str(tmp_path / "tree"), "test")
+    copy_ops = importlib.import_module(pkg.__name__ + ".ops")
+    assert pkg.__name__ == copy_ops._NAMESPACE and fastconv.ops._NAMESPACE == "fastconv"
+    seen = []
+    real_lookup = fastconv.functional._lookup
+    monkeypatch.setattr(fastconv.functional, "_lookup", lambda *a, **k: (seen.append(1), real_lookup(*a, **k))[1])
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    y = torch.ops.fastconv.conv2d(x, w, None, [1, 1], [0, 0, 0, 0], [1, 1], 1, None, None)
+    assert seen and y.shape == (1, 3, 3, 3)
+
+
 def test_load_package_from_git_head():
     pkg, desc = gate.load_package("HEAD", "test")
     assert desc.startswith("git HEAD") and hasattr(pkg, "conv2d")
