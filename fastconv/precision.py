@@ -22,7 +22,7 @@ import torch
 
 from .vocab import DTYPES
 
-__all__ = ["Precision", "FLOAT32_PRECISIONS", "PRECISIONS", "resolve_precision", "check_precision",
+__all__ = ["round_tf32_torch", "Precision", "FLOAT32_PRECISIONS", "PRECISIONS", "resolve_precision", "check_precision",
            "precision_override", "current_override", "cudnn_conv_allows_tf32", "default_precision",
            "precisions_of", "modes", "cudnn_conv_tf32"]
 
@@ -169,3 +169,10 @@ def resolve_precision(dtype: str, precision: str | None = None, device: torch.de
         raise ValueError("fastconv: precision='native' is for float16/bfloat16 inputs; float32 takes "
                          f"one of {FLOAT32_PRECISIONS}")
     return Precision(precision)
+
+
+def round_tf32_torch(t: torch.Tensor) -> torch.Tensor:
+    """float32 ``t`` rounded to the nearest TF32 value (10 explicit mantissa bits, ties away from zero, as
+    ``cvt.rna.tf32.f32`` and fastconv's kernels round); returns a new float32 tensor."""
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -8192).view(torch.float32)

@@ -9,11 +9,21 @@ import torch.nn.functional as F
 from hypothesis import Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
+from fastconv.precision import round_tf32_torch
 from fastconv.problem import ConvProblem
-from fastconv.testing import ConvCase, ConvImpl, Watch, assert_conv_close, layout_mismatch, poisoned_allocations
+from fastconv.testing import (
+    ConvCase,
+    ConvImpl,
+    Watch,
+    assert_conv_close,
+    check_conv,
+    error_model,
+    layout_mismatch,
+    poisoned_allocations,
+)
 from fastconv.testing.strategies import conv_problems, examples, impl_cases
 
-from .harness import DEVICE, call, context, reference
+from .harness import DEVICE, call, context, reference, require_flag
 
 pytestmark = pytest.mark.property
 
@@ -37,6 +47,33 @@ def check_case(impl: ConvImpl, case: ConvCase, precision: str | None) -> None:
 def test_matches_reference_in_poisoned_memory(conv_impl, data):
     case, precision = data.draw(impl_cases(conv_impl), label="case, precision")
     check_case(conv_impl, case, precision)
+
+
+@settings(max_examples=examples("reference"))
+@given(data=st.data())
+def test_tf32_rounds_the_operands_to_nearest_and_nothing_else(conv_impl, data):
+    """TF32 is a rounding of the two operands, nothing more: in ``"tf32"`` the output is the float32
+    convolution of the operands rounded to TF32 (to nearest; their products are exact in float32), or, where
+    the implementation computes in plain float32, of the operands themselves, each within float32's
+    accumulation error ("ieee" model).  The TF32 error model alone (2 * 2^-11 of sum |x w|) also passes a
+    rounded accumulator, truncated operands or one operand left unrounded when the other is rounded."""
+    require_flag(conv_impl, "tf32_to_nearest", "TF32 operands rounded to nearest")
+    if "tf32" not in conv_impl.precision_choices("float32"):
+        pytest.skip(f"{conv_impl.name} takes no precision 'tf32'")
+    case, _ = data.draw(impl_cases(conv_impl, dtypes=("float32",)), label="case")
+    assume(conv_impl.unsupported_case(case, "tf32") is None)
+    x, w, b = case.make_inputs(DEVICE)
+    with Watch() as watch:
+        y = call(watch, conv_impl, case, "tf32", x, w, b)
+    fp32 = error_model("float32", "ieee", DEVICE)
+    checks = {operands: check_conv(y, reference(case, *xw, b), fp32) for operands, xw in (
+        ("rounded to TF32", (round_tf32_torch(x), round_tf32_torch(w))), ("as given (float32)", (x, w)))}
+    assert any(c.passed for c in checks.values()), "\n".join(
+        ["'tf32' output is neither float32 arithmetic on TF32-rounded operands nor on the operands "
+         f"({fp32.describe()})",
+         f"  problem : {case.short()} impl={conv_impl.name}"]
+        + [f"  against operands {k}:\n" + "\n".join("    " + ln for ln in c.summary().splitlines())
+           for k, c in checks.items()])
 
 
 def _case(batch, c_in, c_out, h, w, kernel, stride=1, padding=0, dilation=1, groups=1, **kw) -> ConvCase:

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..precision import round_tf32_torch
 from .launch import FastLaunch, cdiv, next_pow2
 
 __all__ = ["round_tf32", "round_tf32_torch", "NhwcPass", "WeightPack", "packed_weight", "pack_weight_kernel"]
@@ -25,12 +26,6 @@ def round_tf32(x):
     bits = x.to(tl.int32, bitcast=True)
     bits = (bits + 0x1000) & -8192  # -8192 == 0xFFFFE000: keep sign, exponent and the top 10 mantissa bits
     return bits.to(tl.float32, bitcast=True)
-
-
-def round_tf32_torch(t: torch.Tensor) -> torch.Tensor:
-    """The same rounding in torch (for packed weights); returns a new float32 tensor."""
-    bits = t.contiguous().view(torch.int32)
-    return ((bits + 0x1000) & -8192).view(torch.float32)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ class Capabilities:
     - ``raises_like_torch``: invalid arguments raise torch's exception types (the error-input tests);
     - ``deterministic``: identical calls give identical bits (else: within the error model of each other);
     - ``side_streams``: may run work on CUDA streams other than the caller's (joined before it returns);
+    - ``tf32_to_nearest``: in ``"tf32"`` it rounds both operands to TF32 to nearest and accumulates in float32
+      (tensor cores), or computes in plain float32: checked to float32's accuracy against both, not only
+      within the looser TF32 error model (which a rounded accumulator or truncated operands can pass);
     - ``limits``: bounds on sizes (``max_kernel``, ``max_stride``... see :data:`LIMIT_NAMES`);
     - ``supports``: an optional predicate ``(problem, precision) -> bool`` for what the fields cannot say.
     """
@@ -98,6 +101,7 @@ class Capabilities:
     raises_like_torch: bool = True
     deterministic: bool = True
     side_streams: bool = False
+    tf32_to_nearest: bool = False
     limits: Mapping[str, int] = field(default_factory=dict)
     supports: Callable[[ConvProblem, str | None], bool] | None = field(default=None, compare=False)
 
@@ -260,7 +264,7 @@ def fastconv_impl(backend: str = "auto") -> ConvImpl:
         return fastconv_conv2d(input, weight, bias, stride, padding, dilation, groups, backend=backend,
                                precision=precision)
 
-    caps = Capabilities(precisions=(None, *FLOAT32_PRECISIONS), **_KERNEL_HINTS.get(backend, {}),
+    caps = Capabilities(precisions=(None, *FLOAT32_PRECISIONS), tf32_to_nearest=True, **_KERNEL_HINTS.get(backend, {}),
                         supports=None if backend == "auto" else _kernel_supports(backend))
     budget = "auto" if backend == "auto" else _KERNEL_BUDGETS.get(backend, "default")
     return ConvImpl(fn, f"fastconv:{backend}", caps, takes_precision=True, budget=budget,
