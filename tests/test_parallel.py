@@ -280,6 +280,30 @@ def test_compare_keeps_the_saved_runs_of_this_gpu_model(tmp_path):
         assert pytest_bench.same_gpu_baselines(bs, gpu) == [] and list(bs.compared_mapping) == list(names)
 
 
+
+def test_compare_keeps_the_saved_runs_of_this_very_gpu_where_there_are_some(tmp_path):
+    """Per-GPU baselines of one model (saved by xdist workers, one per GPU): each GPU compares with its own."""
+    runs = {}
+    for name, gpu, uuid in (("0001_h200-gw0-gpu0.json", "NVIDIA H200", "GPU-aaa"),
+                            ("0001_h200-gw1-gpu1.json", "NVIDIA H200", "GPU-bbb"),
+                            ("0002_h100.json", "NVIDIA H100 80GB HBM3", "GPU-ccc")):
+        (tmp_path / name).write_text(json.dumps({"machine_info": {"fastconv": {"gpu": gpu, "gpu_uuid": uuid}},
+                                                 "benchmarks": []}))
+        runs[name] = {"test[a]": {}}
+
+    def session():
+        return SimpleNamespace(compared_mapping=dict(runs), storage=SimpleNamespace(path=tmp_path),
+                               compare_fail=["median:10%"])
+
+    bs = session()
+    dropped = pytest_bench.same_gpu_baselines(bs, "NVIDIA H200", "GPU-bbb")
+    assert list(bs.compared_mapping) == ["0001_h200-gw1-gpu1.json"] and bs.compare_fail == ["median:10%"]
+    assert sorted(dropped) == ["0001_h200-gw0-gpu0.json (another NVIDIA H200: GPU-aaa)",
+                               "0002_h100.json (NVIDIA H100 80GB HBM3)"]
+    bs = session()  # a third H200 with no run of its own: every run of its model
+    pytest_bench.same_gpu_baselines(bs, "NVIDIA H200", "GPU-ddd")
+    assert sorted(bs.compared_mapping) == ["0001_h200-gw0-gpu0.json", "0001_h200-gw1-gpu1.json"]
+
 @pytest.fixture
 def lock_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCONV_LOCK_DIR", str(tmp_path / "locks"))

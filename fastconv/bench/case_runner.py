@@ -52,6 +52,7 @@ def machine_info(device: torch.device | str | None = None) -> dict:
         props = torch.cuda.get_device_properties(dev)
         info.update(
             gpu=props.name,
+            gpu_uuid=str(props.uuid) if getattr(props, "uuid", None) is not None else None,
             capability=f"{props.major}.{props.minor}",
             sm_count=props.multi_processor_count,
             memory_gib=round(props.total_memory / 2**30, 1),

@@ -259,29 +259,36 @@ def _worker_info(config) -> dict:
             "tag": config._fastconv_worker_tag, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def _saved_gpu(bs, path) -> str | None:
-    """The GPU model a saved run was recorded on (None if it does not say, or is not a file we can read)."""
+def _saved_gpu(bs, path) -> tuple[str | None, str | None]:
+    """The GPU model and UUID a saved run was recorded on (None where it does not say, or is not a file we
+    can read)."""
     p = Path(path)
     for candidate in (p, Path(getattr(bs.storage, "path", "")) / p):
         try:
-            return (json.loads(candidate.read_text()).get("machine_info", {}).get("fastconv") or {}).get("gpu")
+            saved = json.loads(candidate.read_text()).get("machine_info", {}).get("fastconv") or {}
         except (OSError, ValueError):
             continue
-    return None
+        return saved.get("gpu"), saved.get("gpu_uuid")
+    return None, None
 
 
-def same_gpu_baselines(bs, gpu: str | None) -> list[str]:
-    """Keep in pytest-benchmark's comparison only the saved runs of ``gpu``'s model when the runs it loaded
-    name GPU models and ``gpu`` is known; returns what was dropped.  With none of this model, nothing is
-    compared (and ``--benchmark-compare-fail`` has nothing to fail on): said in the returned list."""
+def same_gpu_baselines(bs, gpu: str | None, uuid: str | None = None) -> list[str]:
+    """Keep in pytest-benchmark's comparison only the saved runs of this GPU: those recorded on this very GPU
+    (``uuid``) where there are any, else those of ``gpu``'s model, when the runs it loaded name GPU models and
+    ``gpu`` is known; returns what was dropped.  With none of this model, nothing is compared (and
+    ``--benchmark-compare-fail`` has nothing to fail on): said in the returned list.  So on a machine with
+    several GPUs of one model, per-GPU baselines (``--benchmark-save`` under xdist) are compared per GPU."""
     mapping = getattr(bs, "compared_mapping", None) or {}
     if gpu is None or not mapping:
         return []
-    models = {path: _saved_gpu(bs, path) for path in mapping}
-    if not any(models.values()):
+    saved = {path: _saved_gpu(bs, path) for path in mapping}
+    if not any(model for model, _ in saved.values()):
         return []
-    dropped = [f"{path} ({model})" for path, model in models.items() if model != gpu]
-    bs.compared_mapping = {path: m for path, m in mapping.items() if models[path] == gpu}
+    mine = {path for path, (model, saved_uuid) in saved.items() if model == gpu and uuid and saved_uuid == uuid}
+    keep = mine or {path for path, (model, _) in saved.items() if model == gpu}
+    dropped = [f"{path} ({model})" if model != gpu else f"{path} (another {model}: {saved_uuid})"
+               for path, (model, saved_uuid) in saved.items() if path not in keep]
+    bs.compared_mapping = {path: m for path, m in mapping.items() if path in keep}
     if not bs.compared_mapping:
         bs.compare_fail = []
         dropped.append(f"no saved run of {gpu}: NOT compared")
@@ -326,7 +333,7 @@ def pytest_sessionstart(session):
             bs.save = f"{bs.save}-{tag}"
         if bs.autosave:
             bs.autosave = f"{bs.autosave}-{tag}"
-    config._fastconv_compare_dropped = same_gpu_baselines(bs, _gpu_name())
+    config._fastconv_compare_dropped = same_gpu_baselines(bs, _gpu_name(), info().get("gpu_uuid"))
     for line in config._fastconv_compare_dropped:
         bs.logger.warning(f"fastconv: --benchmark-compare on {_gpu_name()} leaves out {line}")
 
