@@ -168,6 +168,12 @@ def test_kernel_streams_reads_a_chrome_trace():
     assert kernel_streams(trace) == ({7}, {7})
     trace["traceEvents"].append(k("hidden", 6, 13))
     assert kernel_streams(trace) == ({7}, {7, 13})
+    # work left on a side stream that lands after the second marker (as the H200 showed: the planted cheat's
+    # copy after a sleep was once taken for the marker, and the cheat passed)
+    trace["traceEvents"].append(k("late copy", 40, 13))
+    assert kernel_streams(trace) == ({7}, {7, 13})
+    trace = {"traceEvents": [k("add", 0, 7), k("late copy", 40, 13)]}  # no second marker recorded
+    assert kernel_streams(trace) == (set(), set())
 
 
 # ----------------------------------------------------------------------------------------------------------

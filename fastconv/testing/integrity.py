@@ -257,17 +257,24 @@ def check_repeatable(impl: ConvImpl, case: ConvCase, precision: str | None, devi
 
 # ----------------------------------------------------------------------------------------------------------
 def kernel_streams(trace: dict) -> tuple[set, set]:
-    """From a chrome trace (``torch.profiler``'s export) of ``marker; call; marker``: the stream(s) of the first
-    and last kernel (the markers, launched on the caller's stream) and those of every other kernel."""
+    """From a chrome trace (``torch.profiler``'s export) of ``marker; synchronize; call; marker; synchronize``:
+    the caller's stream (that of the first kernel, the first marker, which finished before the call began) and
+    the streams of every kernel between the markers (the second marker is the caller's stream's last kernel).
+    Work left on another stream may finish after the second marker: it is still the call's, so it is never
+    taken for a marker."""
     kernels = sorted((ev for ev in trace.get("traceEvents", []) if ev.get("cat") == "kernel" and ev.get("ph") == "X"),
                      key=lambda ev: ev.get("ts", 0))
-    if len(kernels) < 2:
-        return set(), set()
 
     def stream(ev):
         return (ev.get("args") or {}).get("stream")
 
-    return {stream(kernels[0]), stream(kernels[-1])}, {stream(ev) for ev in kernels[1:-1]}
+    if len(kernels) < 2:
+        return set(), set()
+    caller = stream(kernels[0])
+    last = max(i for i, ev in enumerate(kernels) if stream(ev) == caller)
+    if last == 0:
+        return set(), set()
+    return {caller}, {stream(ev) for i, ev in enumerate(kernels) if i not in (0, last)}
 
 
 def check_streams(impl: ConvImpl, case: ConvCase, precision: str | None, device) -> None:
@@ -284,6 +291,7 @@ def check_streams(impl: ConvImpl, case: ConvCase, precision: str | None, device)
     marker = torch.zeros(1, device=device)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         marker.add_(1.0)
+        torch.cuda.synchronize()  # the first marker ends before the call starts: the first kernel of the trace
         y = impl(x, w, b, **kw, precision=precision)
         marker.add_(1.0)
         torch.cuda.synchronize()
