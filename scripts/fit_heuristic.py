@@ -5,6 +5,9 @@
     python scripts/fit_heuristic.py --resume --record R.jsonl   # continue: problems already in R are skipped
     python scripts/fit_heuristic.py --fit-only --record R.jsonl # no GPU: fit and evaluate recorded data
 
+The packaged sm_90 table was fitted from ``benchmarks/records/h200-triton3.6.0-tune-record.jsonl`` (an H200,
+Triton 3.6.0, 3.3 minutes of measuring); ``--fit-only --record`` on that file reproduces it and its evaluation.
+
 1. *Measure* (GPU): for each problem -- the benchmark catalogue (``fastconv.bench.problems.CATALOGUE``, every
    stage) and the conv layers of ResNet-18/50, MobileNetV2, EfficientNet-B0 and VGG-16
    (``fastconv.bench.archs``, torchvision's layers) at batch 8, 1 and 64, in NCHW and NHWC, float32 at the GPU
