@@ -50,6 +50,7 @@ step() {  # name timeout-seconds command...   (its output: $OUT/<name>.log; a su
     return $rc
 }
 
+# (--times-log: a line per finished test, so a property run cut by its limit still shows where the time went)
 PROPS=(python -m pytest properties -q -p no:cacheprovider --hypothesis-profile gpu --durations 12)
 UNITS=(python -m pytest tests/test_api.py tests/test_kernels.py tests/test_modules.py tests/test_convert.py
        tests/test_torch_op.py tests/test_torch_semantics.py tests/test_cheats.py tests/test_parallel.py -q
@@ -64,7 +65,7 @@ checks)
     # sized by the environment: PROPS_WORKERS (default 12) xdist workers share the GPU, HYPOTHESIS_MAX_EXAMPLES
     # (default 10) examples per property test, PROPS_LIMIT seconds (default 380) for the property suite
     export HYPOTHESIS_MAX_EXAMPLES=${HYPOTHESIS_MAX_EXAMPLES:-10}
-    step props "${PROPS_LIMIT:-380}" "${PROPS[@]}" -n "${PROPS_WORKERS:-12}"
+    step props "${PROPS_LIMIT:-380}" "${PROPS[@]}" -n "${PROPS_WORKERS:-12}" --times-log "$OUT/props.times.jsonl"
     step units 100 "${UNITS[@]}" -n 8
     step torch_op 90 python scripts/gpu_torch_op.py
     ;;
@@ -92,7 +93,8 @@ gpus-check)
         CUDA_VISIBLE_DEVICES=$last_gpu SEED_TIMEOUT=${SEED_TIMEOUT:-300} SEED_EXAMPLES=${SEED_EXAMPLES:-3} \
             STEPS="seed seed-half" step outside 360 bash scripts/gpu_outside.sh "$OUT/outside"
     ) &
-    step props_cold "${PROPS_LIMIT:-500}" "${PROPS[@]}" -n "${PROPS_WORKERS:-20}" --hypothesis-seed "${PROPS_SEED:-2026}"
+    step props_cold "${PROPS_LIMIT:-500}" "${PROPS[@]}" -n "${PROPS_WORKERS:-20}" \
+        --times-log "$OUT/props_cold.times.jsonl" --hypothesis-seed "${PROPS_SEED:-2026}"
     wait
     ;;
 gpus-time)
@@ -101,10 +103,10 @@ gpus-time)
     # the cold run's examples again (same seed, fresh example databases): compiled kernels and tuned choices
     # come from the caches, so the two runs differ only in how many GPUs run the tests
     HYPOTHESIS_STORAGE_DIRECTORY=$OUT/hypothesis-n$ngpu step "props_n$ngpu" "${PROPS_LIMIT:-240}" "${PROPS[@]}" \
-        -n "$ngpu" --hypothesis-seed "${PROPS_SEED:-2026}"
+        -n "$ngpu" --hypothesis-seed "${PROPS_SEED:-2026}" --times-log "$OUT/props_n$ngpu.times.jsonl"
     # one worker: stopped at 2.2x the run above (a timeout then still shows the speed-up is at least 2.2x)
     HYPOTHESIS_STORAGE_DIRECTORY=$OUT/hypothesis-n1 step props_n1 $((STEP_SECONDS * 22 / 10 + 20)) "${PROPS[@]}" \
-        -n 1 --hypothesis-seed "${PROPS_SEED:-2026}"
+        -n 1 --hypothesis-seed "${PROPS_SEED:-2026}" --times-log "$OUT/props_n1.times.jsonl"
     step bench_save 240 "${BENCH[@]}" -n "$ngpu" --dist each --benchmark-storage="file://$OUT/baselines" \
         --benchmark-save=h200 --benchmark-json="$OUT/bench_save.json"
     step bench_compare 240 "${BENCH[@]}" -n "$ngpu" --dist each --benchmark-storage="file://$OUT/baselines" \

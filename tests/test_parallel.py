@@ -327,3 +327,28 @@ def test_a_benchmark_fails_clearly_when_its_gpu_stays_busy_or_cannot_be_locked(l
     with pytest.raises(pytest.fail.Exception, match="cannot lock GPU cpu under .*set FASTCONV_LOCK_DIR"), \
             pytest_bench._exclusive_gpu(config, cpu):
         pass
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_times_log_has_a_line_per_finished_test(tmp_path, workers):
+    """``--times-log``: a line per test as it finishes, in one process and from xdist's controller."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "test_some.py").write_text(
+        "import pytest\n"
+        "def test_ok():\n    pass\n"
+        "def test_bad():\n    assert False\n"
+        "@pytest.mark.skip(reason='no')\ndef test_skipped():\n    pass\n")
+    log = tmp_path / "times.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "fastconv.testing.pytest_conv", "-p",
+                    "no:cacheprovider", "-n", str(workers), "--times-log", str(log), str(tmp_path / "test_some.py")],
+                   cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((line["nodeid"].split("::")[-1], line["outcome"]) for line in lines) == [
+        ("test_bad", "failed"), ("test_ok", "passed"), ("test_skipped", "skipped")]
+    assert all(line["seconds"] >= 0 for line in lines)
+    assert {line["worker"] for line in lines} <= ({None} if workers == 0 else {"gw0", "gw1"})

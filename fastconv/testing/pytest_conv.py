@@ -17,12 +17,17 @@
   ``fastconv:igemm``, ``inductor``...), with ``--conv-cap KEY=VALUE`` overriding what it claims; by default
   fastconv's dispatcher and each of its kernels.  The summary lists, per implementation, what it does not
   claim (so not tested);
-- ``--conv-max-examples N`` caps every Hypothesis test's examples (e.g. for a short GPU run).
+- ``--conv-max-examples N`` caps every Hypothesis test's examples (e.g. for a short GPU run);
+- ``--times-log PATH`` appends one JSON line per test as it finishes (node id, outcome, seconds of setup, call
+  and teardown, xdist worker), so a run stopped by a time limit (``timeout``, a CI job's) still shows where its
+  time went; ``--durations`` only prints at the end of a run that ends.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import pytest
 import torch
@@ -42,6 +47,8 @@ def pytest_addoption(parser) -> None:
                     help="override what the implementation claims, e.g. dtypes=float32,float16 dilation=false")
     group.addoption("--conv-max-examples", type=int, default=None, metavar="N",
                     help="cap every Hypothesis test at N examples")
+    group.addoption("--times-log", default=None, metavar="PATH",
+                    help="append a JSON line per finished test (node id, outcome, seconds, worker) to PATH")
 
 
 def impls_under_test(config) -> list[ConvImpl]:
@@ -64,8 +71,12 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("conv_impl", impls, ids=[i.name for i in impls])
 
 
+_CONFIG: dict = {}  # this process's pytest config (the logreport hook gets only the report)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config) -> None:
+    _CONFIG["config"] = config
     cap = config.getoption("conv_max_examples", default=None)
     if cap:
         try:
@@ -75,6 +86,27 @@ def pytest_configure(config) -> None:
         name = settings.get_current_profile_name()
         settings.register_profile(name, parent=settings.get_profile(name), max_examples=cap)
         settings.load_profile(name)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """``--times-log``: written by the process that reports (under xdist the controller, as results arrive)."""
+    config = _CONFIG.get("config")
+    path = config.getoption("times_log", default=None) if config is not None else None
+    if not path or hasattr(config, "workerinput"):
+        return
+    pending = _CONFIG.setdefault("pending", {})
+    seconds, outcome = pending.pop(report.nodeid, (0.0, "passed"))
+    seconds += report.duration
+    if outcome == "passed":  # the first phase that did not pass names the test's outcome
+        outcome = report.outcome
+    if report.when != "teardown":
+        pending[report.nodeid] = (seconds, outcome)
+        return
+    node = getattr(report, "node", None)
+    line = {"nodeid": report.nodeid, "outcome": outcome, "seconds": round(seconds, 3),
+            "worker": getattr(getattr(node, "gateway", None), "id", None), "finished": round(time.time(), 1)}
+    with open(path, "a") as f:  # one short write per line: lines of one run never interleave
+        f.write(json.dumps(line) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
