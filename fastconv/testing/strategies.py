@@ -399,17 +399,19 @@ def precisions(dtype: str) -> st.SearchStrategy[str | None]:
     return st.sampled_from((None, *precisions_of(dtype)))
 
 
-def impl_cases(impl: ConvImpl, *, limits: dict | None = None,
+def impl_cases(impl: ConvImpl, *, limits: dict | None = None, budget: Budget | None = None,
                **kwargs) -> st.SearchStrategy[tuple[ConvCase, str | None]]:
     """``(case, precision)`` pairs that ``impl`` claims (its :class:`~fastconv.testing.Capabilities`), under
     the profile's budget for ``impl.budget``.
 
+    ``budget`` replaces the profile's (e.g. ``PROFILE_BUDGETS["gpu"]["default"]`` to see a GPU run's draws
+    on a CPU, as ``scripts/count_variants.py --property-profile`` does).
     ``limits`` tightens fields of the budget's :class:`ShapeLimits` (e.g. ``{"max_stride": 1}``); other
     keyword arguments go to :func:`conv_problems` and must lie within what ``impl`` claims (a choice outside
     it leaves nothing to draw: InvalidArgument).  Call it inside a test (``st.data()``), where the Hypothesis
     profile is the one in force.
     """
-    budget = budget_for(impl.budget)
+    budget = budget if budget is not None else budget_for(impl.budget)
     caps = impl.capabilities.strategy_kwargs()
     cap_limits = caps.pop("limits")
     lim = budget.limits
