@@ -165,7 +165,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["fastconv"] = info()
+    machine_info["fastconv"] = dict(_machine())
     tag = getattr(config, "_fastconv_worker_tag", None)
     if tag is not None:
         machine_info["fastconv"]["xdist"] = _worker_info(config)
@@ -239,9 +239,15 @@ def _exclusive_gpu(config, device: torch.device):
 # pytest-xdist: results per worker and GPU
 # ----------------------------------------------------------------------------------------------------------
 @functools.cache
-def _gpu_name() -> str | None:
-    """The model of the GPU this process times on (None without one): what a saved run must match."""
-    return info().get("gpu")
+def _machine() -> dict:
+    """This process's :func:`machine_info`, asked once (it starts an ``nvidia-smi``); copy before changing."""
+    return info()
+
+
+def _this_gpu() -> tuple[str | None, str | None]:
+    """The model and UUID of the GPU this process times on (None, None without one): what a saved run must
+    match."""
+    return _machine().get("gpu"), _machine().get("gpu_uuid")
 
 
 def worker_tag(worker: str) -> str:
@@ -333,9 +339,10 @@ def pytest_sessionstart(session):
             bs.save = f"{bs.save}-{tag}"
         if bs.autosave:
             bs.autosave = f"{bs.autosave}-{tag}"
-    config._fastconv_compare_dropped = same_gpu_baselines(bs, _gpu_name(), info().get("gpu_uuid"))
+    gpu, uuid = _this_gpu()
+    config._fastconv_compare_dropped = same_gpu_baselines(bs, gpu, uuid)
     for line in config._fastconv_compare_dropped:
-        bs.logger.warning(f"fastconv: --benchmark-compare on {_gpu_name()} leaves out {line}")
+        bs.logger.warning(f"fastconv: --benchmark-compare on {gpu} leaves out {line}")
 
 
 class _Lines:
@@ -378,7 +385,7 @@ def pytest_sessionfinish(session):
                     bs.display(table)
             except Exception as exc:  # pytest-benchmark's own complaints: the controller fails the run on them
                 out["error"] = f"{type(exc).__name__}: {exc}"
-            out.update(table=table.text(), gpu=_gpu_name(), json=str(bs.json) if bs.json else None,
+            out.update(table=table.text(), gpu=_this_gpu()[0], json=str(bs.json) if bs.json else None,
                        dropped=config._fastconv_compare_dropped, timed_here=len(bs.benchmarks))
         config.workeroutput["fastconv_bench"] = json.dumps(out)
     elif any(w.get("regressions") or w.get("error") for w in config._fastconv_bench_workers.values()):
