@@ -71,12 +71,34 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("conv_impl", impls, ids=[i.name for i in impls])
 
 
-_CONFIG: dict = {}  # this process's pytest config (the logreport hook gets only the report)
+class TimesLog:
+    """``--times-log``: one JSON line per test as its teardown is reported, appended to ``path``.  Registered
+    only in the process that reports (a plain run, or xdist's controller, as the workers' results arrive)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.pending: dict[str, tuple[float, str]] = {}  # node id -> (seconds so far, outcome so far)
+
+    def pytest_runtest_logreport(self, report) -> None:
+        seconds, outcome = self.pending.pop(report.nodeid, (0.0, "passed"))
+        seconds += report.duration
+        if outcome == "passed":  # the first phase that did not pass names the test's outcome
+            outcome = report.outcome
+        if report.when != "teardown":
+            self.pending[report.nodeid] = (seconds, outcome)
+            return
+        node = getattr(report, "node", None)
+        line = {"nodeid": report.nodeid, "outcome": outcome, "seconds": round(seconds, 3),
+                "worker": getattr(getattr(node, "gateway", None), "id", None), "finished": round(time.time(), 1)}
+        with open(self.path, "a") as f:  # one short write per line: lines of one run never interleave
+            f.write(json.dumps(line) + "\n")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config) -> None:
-    _CONFIG["config"] = config
+    path = config.getoption("times_log", default=None)
+    if path and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(TimesLog(path), "fastconv-times-log")
     cap = config.getoption("conv_max_examples", default=None)
     if cap:
         try:
@@ -86,27 +108,6 @@ def pytest_configure(config) -> None:
         name = settings.get_current_profile_name()
         settings.register_profile(name, parent=settings.get_profile(name), max_examples=cap)
         settings.load_profile(name)
-
-
-def pytest_runtest_logreport(report) -> None:
-    """``--times-log``: written by the process that reports (under xdist the controller, as results arrive)."""
-    config = _CONFIG.get("config")
-    path = config.getoption("times_log", default=None) if config is not None else None
-    if not path or hasattr(config, "workerinput"):
-        return
-    pending = _CONFIG.setdefault("pending", {})
-    seconds, outcome = pending.pop(report.nodeid, (0.0, "passed"))
-    seconds += report.duration
-    if outcome == "passed":  # the first phase that did not pass names the test's outcome
-        outcome = report.outcome
-    if report.when != "teardown":
-        pending[report.nodeid] = (seconds, outcome)
-        return
-    node = getattr(report, "node", None)
-    line = {"nodeid": report.nodeid, "outcome": outcome, "seconds": round(seconds, 3),
-            "worker": getattr(getattr(node, "gateway", None), "id", None), "finished": round(time.time(), 1)}
-    with open(path, "a") as f:  # one short write per line: lines of one run never interleave
-        f.write(json.dumps(line) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
