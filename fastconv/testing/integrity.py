@@ -268,11 +268,11 @@ def kernel_streams(trace: dict) -> tuple[set, set]:
     def stream(ev):
         return (ev.get("args") or {}).get("stream")
 
-    if len(kernels) < 2:
+    if not kernels:
         return set(), set()
     caller = stream(kernels[0])
     last = max(i for i, ev in enumerate(kernels) if stream(ev) == caller)
-    if last == 0:
+    if last == 0:  # one marker only: no bracket, nothing to say
         return set(), set()
     return {caller}, {stream(ev) for i, ev in enumerate(kernels) if i not in (0, last)}
 
