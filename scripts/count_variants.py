@@ -92,7 +92,12 @@ def count(network: str, batch: int, layout: str, precision: str, choice: str) ->
             prec = Precision(precision)
             kernel = select_kernel(p, prec)
             configs = kernel.configs(p, prec)
-            chosen = {"all": configs, "first": configs[:1]}.get(choice) or [_untimed_choice(kernel, p, prec, configs)]
+            if choice == "all":
+                chosen = configs
+            elif choice == "first":
+                chosen = configs[:1]
+            else:
+                chosen = [_untimed_choice(kernel, p, prec, configs)]
             _launch_on_meta(kernel, p, prec, chosen)
     by_kernel = Counter(key[0] for key, _ in keys)
     return {"network": network, "batch": batch, "layout": layout, "precision": precision, "choice": choice,
