@@ -4,6 +4,8 @@
     python scripts/fit_heuristic.py --max-minutes 3         # stop measuring after 3 minutes (then fit)
     python scripts/fit_heuristic.py --resume --record R.jsonl   # continue: problems already in R are skipped
     python scripts/fit_heuristic.py --fit-only --record R.jsonl # no GPU: fit and evaluate recorded data
+    python scripts/fit_heuristic.py --fit-only --record R.jsonl --palette 0.02,0.05,0.1
+                                # and: what choosing from a few configs per group would cost
 
 The packaged sm_90 table was fitted from ``benchmarks/records/h200-triton3.6.0-tune-record.jsonl`` (an H200,
 Triton 3.6.0, 3.3 minutes of measuring); ``--fit-only --record`` on that file reproduces it and its evaluation.
@@ -193,8 +195,26 @@ def fit_and_evaluate(args, record: Path) -> int:
                   f"max {max(r['ratio'] for r in part):.3f} within 5%: "
                   f"{sum(r['ratio'] <= 1.05 for r in part)}/{len(part)}; rule geomean {_geo(part, 'rule_ratio'):.3f}"
                   f" max {max(r['rule_ratio'] for r in part):.3f}")
+    for tol in args.palette:
+        _palette_report(records, fitted, tol)
     print(f"details: {out}")
     return 0
+
+
+def _palette_report(records: list[dict], fitted: dict, tol: float) -> None:
+    """Per group, how many configs cover every measured problem within ``tol`` of its best (a fixed palette
+    would bound a network's binaries per group by that number), and the leave-one-out cost of choosing only
+    from such a palette."""
+    from fastconv.tuning import heuristic
+
+    for arch, entry in fitted.items():
+        model = heuristic.Heuristic.from_json(entry)
+        sizes = {g: len(heuristic.cover(rows, tol)) for g, rows in sorted(model.groups.items())}
+        rows = heuristic.leave_one_out(records, arch, palette=tol)
+        print(f"palette within {tol:.0%} ({arch}): configs per group "
+              + ", ".join(f"{g} {n}/{len({c for r in model.groups[g] for c in r.times})}" for g, n in sizes.items())
+              + f"; leave-one-out geomean {_geo(rows, 'ratio'):.3f} max {max(r['ratio'] for r in rows):.3f} "
+              f"within 5%: {sum(r['ratio'] <= 1.05 for r in rows)}/{len(rows)}")
 
 
 def _geo(rows: list[dict], key: str) -> float:
@@ -215,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="compiler threads")
     ap.add_argument("--fit-only", action="store_true", help="no measuring: fit and evaluate --record")
     ap.add_argument("--extra-records", type=Path, nargs="*", default=[], help="more record files to fit from")
+    ap.add_argument("--palette", default=[], type=lambda s: [float(v) for v in s.split(",") if v],
+                    help="also report fixed per-group palettes covering every problem within these tolerances")
     ap.add_argument("--table", type=Path, help="where to write the fitted table (default $OUT/heuristic.json)")
     args = ap.parse_args(argv)
     record = args.record or _out_dir() / "tune_record.jsonl"

@@ -146,6 +146,28 @@ def test_leave_one_out_measures_the_pick_against_the_recorded_best():
     assert lone[0]["source"] == "rule" and lone[0]["ratio"] == lone[0]["rule_ratio"]
 
 
+def test_cover_keeps_every_row_within_the_tolerance_with_few_configs():
+    rows = [heuristic.Row("g", (0.0,), {"a": 1.0, "b": 1.04, "c": 1.5}),
+            heuristic.Row("g", (1.0,), {"a": 1.3, "b": 1.0, "c": 1.01}),
+            heuristic.Row("g", (2.0,), {"a": 2.0, "b": 1.5, "c": 1.0})]
+    # most rows still uncovered first; ties to the lowest total log time over all rows (c 0.415 < b 0.445)
+    assert heuristic.cover(rows, 0.0) == ["c", "b", "a"]  # every row's own best
+    assert heuristic.cover(rows, 0.05) == ["c", "b"]
+    assert heuristic.cover(rows, 0.6) == ["c"]
+    for tol in (0.0, 0.05, 0.6):
+        chosen = heuristic.cover(rows, tol)
+        assert all(min(r.times[n] for n in chosen) <= 1 + tol for r in rows)
+
+
+def test_leave_one_out_with_a_palette_picks_only_from_it():
+    recs = _synthetic_records()  # B is within 45% of the best everywhere, A and C only on half the rows
+    free = heuristic.leave_one_out(recs, "sm_90", sm_count=132)
+    tight = heuristic.leave_one_out(recs, "sm_90", sm_count=132, palette=0.45)
+    assert {r["picked"] for r in free} == {A.name(), C.name()} and all(r["ratio"] == 1.0 for r in free)
+    assert {r["picked"] for r in tight} == {B.name()}
+    assert sorted(round(r["ratio"], 6) for r in tight) == [1.3] * 3 + [1.4] * 3
+
+
 def test_the_packaged_table_is_valid():
     data = heuristic.table("heuristic")
     for arch, entry in data["archs"].items():

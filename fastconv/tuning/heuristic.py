@@ -36,7 +36,7 @@ from ..kernels.config import KernelConfig, table
 from ..problem import ConvProblem
 
 __all__ = ["FEATURES", "features", "group_of", "Heuristic", "default_heuristic", "rule_choice", "programs",
-           "normalised", "fit_table", "leave_one_out", "K_NEIGHBOURS", "WORST", "EPS"]
+           "normalised", "fit_table", "leave_one_out", "cover", "K_NEIGHBOURS", "WORST", "EPS"]
 
 FEATURES = ("log2_m", "log2_n", "log2_k", "log2_cin_g", "log2_taps", "log2_groups", "log2_stride", "log2_out_hw")
 K_NEIGHBOURS = 4
@@ -211,12 +211,34 @@ def fit_table(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
-def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | None = None, sm_count: int = 132
-                  ) -> list[dict]:
+def cover(rows: Sequence[Row], tolerance: float) -> list[str]:
+    """A small set of config names such that every row has one within ``1 + tolerance`` of its best
+    (greedy set cover: the config that covers most rows still uncovered, ties to the lowest total log time
+    over all rows).  How many configs a group's best choices need: its size says whether a fixed palette
+    per group could replace the per-shape choice (fewer binaries per network) at that cost."""
+    names = sorted({n for r in rows for n in r.times})
+    total = {n: sum(math.log(r.times.get(n, WORST)) for r in rows) for n in names}
+    left = list(rows)
+    chosen: list[str] = []
+    while left:
+        covered = {n: sum(r.times.get(n, WORST) <= 1 + tolerance for r in left) for n in names}
+        best = max(names, key=lambda n: (covered[n], -total[n]))
+        if covered[best] == 0:
+            break
+        chosen.append(best)
+        left = [r for r in left if r.times.get(best, WORST) > 1 + tolerance]
+    return chosen
+
+
+def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | None = None, sm_count: int = 132,
+                  palette: float | None = None) -> list[dict]:
     """For each record of ``arch`` (or those whose problem id is in ``which``): the time of the config the
     model picks with that problem's own record left out, over the best measured time; and the same for the
     analytic rule.  ``{"problem" (id), "short", "layout", "picked", "ratio", "rule_ratio", "best", "best_ms",
-    "source"}`` per record ("source": ``"heuristic"``, or ``"rule"`` where the model had no neighbour)."""
+    "source"}`` per record ("source": ``"heuristic"``, or ``"rule"`` where the model had no neighbour).
+
+    ``palette``: the model may pick only from its group's :func:`cover` at this tolerance (fitted without
+    the left-out row), where that leaves a candidate: what restricting each group to a few configs costs."""
     fitted = fit_table(records).get(arch, {"rows": []})
     model = Heuristic.from_json(fitted)
     wanted = set(which) if which is not None else None
@@ -235,7 +257,11 @@ def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | Non
         p = ConvProblem(**rec["problem"])
         candidates = [KernelConfig.from_json(rec["configs"][name]) for name in rec["times_ms"]]
         group = group_of(rec["kernel"], p.dtype, rec["precision"], rec["layout"])
-        picked = model.choose(group, p, candidates, exclude=rid)
+        offered = candidates
+        if palette is not None:
+            allowed = set(cover([r for r in model.groups.get(group, ()) if r.problem != rid], palette))
+            offered = [c for c in candidates if c.name() in allowed] or candidates
+        picked = model.choose(group, p, offered, exclude=rid)
         source = "heuristic"
         if picked is None:
             picked, source = rule_choice(p, candidates, sm_count), "rule"
