@@ -141,6 +141,7 @@ def test_leave_one_out_measures_the_pick_against_the_recorded_best():
     mid_large = by[ConvProblem.make(64, 256, 256, 56, 56, 3, padding=1).short()]
     assert mid_large["picked"] == C.name() and mid_large["ratio"] == 1.0
     assert all(r["source"] == "heuristic" for r in rows)
+    assert all(r["fitted_ratio"] == 1.0 for r in rows), "a problem the table holds: its own measurement decides"
     # a lone problem has no neighbour once left out: the rule decides and is measured
     lone = heuristic.leave_one_out([recs[0]], "sm_90", sm_count=132)
     assert lone[0]["source"] == "rule" and lone[0]["ratio"] == lone[0]["rule_ratio"]
