@@ -55,6 +55,7 @@ from test_convert import fp64_output, rel_error, run_checked  # noqa: E402  (the
 import fastconv  # noqa: E402
 from fastconv import functional  # noqa: E402
 from fastconv.bench.networks import _calibrate_batchnorm, select  # noqa: E402
+from fastconv.testing import graph_replay  # noqa: E402
 
 OP = torch.ops.fastconv.conv2d.default
 HOST_LIMIT = 1.10  # the registration may add at most 10% to an eager call's host time (the budget)
@@ -193,22 +194,10 @@ def main(argv=None) -> int:
 
     def cuda_graph(row):
         with torch.no_grad():
-            static_x = x.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    model(static_x)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_y = model(static_x)
             x2 = torch.randn(shape, generator=torch.Generator(device=device).manual_seed(2), device=device)
-            static_x.copy_(x2)
-            graph.replay()
-            same = torch.equal(static_y, model(x2))
-            static_x.copy_(x)
-            graph.replay()
+            static_x = x.clone()
+            _, same = graph_replay(model, static_x, x2)
+            static_y, _ = graph_replay(model, static_x, x)  # recorded: the graph's output on the model's input
             record(row, static_y)
         row.judge(same, "replay on a new input == eager, bit for bit" if same else "replay differs from eager")
 

@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastconv
 from fastconv import functional, ops
-from fastconv.testing import assert_conv_close, layout_mismatch
+from fastconv.testing import assert_conv_close, graph_replay, layout_mismatch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 OP = torch.ops.fastconv.conv2d.default
@@ -441,20 +441,8 @@ def test_cuda_graph_capture_and_reduce_overhead():
     original = copy.deepcopy(model)
     fastconv.convert(model)
     with torch.no_grad():
-        static_x = x.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up (plans, compilation) outside the capture, as torch asks
-            for _ in range(2):
-                model(static_x)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_y = model(static_x)
-        x2 = torch.randn_like(x)
-        static_x.copy_(x2)
-        graph.replay()
-        assert torch.equal(static_y, model(x2))  # the replay read the new input: the eager result, bit for bit
+        _, same = graph_replay(model, x.clone(), torch.randn_like(x))
+        assert same, "the replay read the new input: the eager result, bit for bit"
         compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
         for _ in range(3):  # warm-up, record, replay
             y = compiled(x).clone()

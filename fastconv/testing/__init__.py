@@ -10,7 +10,8 @@
 - :class:`ConvImpl` / :class:`Capabilities` / :func:`load_impl`: an implementation under test (any function
   with ``F.conv2d``'s signature, a KernelBench ``ModelNew``, fastconv's own kernels) and what it claims;
 - :class:`Watch`, :func:`check_fresh_values`, :func:`check_repeatable`, :func:`check_streams`: the checks
-  that an implementation is not cheating (inputs modified, outputs cached or aliased, work left running).
+  that an implementation is not cheating (inputs modified, outputs cached or aliased, work left running);
+  :func:`graph_replay`: it captures in a CUDA graph and a replay computes the new input's result.
 
 Checking your own kernel (any device; the reference runs in fp64 on the CPU)::
 
@@ -37,7 +38,15 @@ from .cases import (
                     with_layout,
 )
 from .impl import Capabilities, ConvImpl, fastconv_impl, fastconv_impls, kernelbench_impl
-from .integrity import IntegrityError, Watch, check_fresh_values, check_repeatable, check_streams, watch
+from .integrity import (
+                    IntegrityError,
+                    Watch,
+                    check_fresh_values,
+                    check_repeatable,
+                    check_streams,
+                    graph_replay,
+                    watch,
+)
 from .loader import load_impl, parse_capabilities
 from .memory import layout_mismatch, memory_format, poisoned_allocations
 from .reference import ConvReference, reference_conv2d
@@ -63,5 +72,5 @@ __all__ = [
     "ConvCheck", "check_within", "check_conv", "assert_conv_close", "assert_within", "poisoned_allocations",
     "memory_format", "layout_mismatch", "Capabilities", "ConvImpl", "fastconv_impl", "fastconv_impls",
     "kernelbench_impl", "load_impl", "parse_capabilities", "IntegrityError", "Watch", "watch",
-    "check_fresh_values", "check_repeatable", "check_streams",
+    "check_fresh_values", "check_repeatable", "check_streams", "graph_replay",
 ]

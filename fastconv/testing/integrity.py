@@ -36,7 +36,7 @@ from .reference import reference_conv2d
 from .tolerance import assert_conv_close, assert_within, conv_error_bound, error_model
 
 __all__ = ["IntegrityError", "Watch", "watch", "check_fresh_values", "check_repeatable", "check_streams",
-           "kernel_streams"]
+           "kernel_streams", "graph_replay"]
 
 # how long a watch waits, after synchronising, before it compares outputs with their state at return (a
 # thread or stream still writing shows up as a change)
@@ -275,6 +275,28 @@ def kernel_streams(trace: dict) -> tuple[set, set]:
     if last == 0:  # one marker only: no bracket, nothing to say
         return set(), set()
     return {caller}, {stream(ev) for i, ev in enumerate(kernels) if i not in (0, last)}
+
+
+def graph_replay(fn, static_x: torch.Tensor, new_x: torch.Tensor, warmup: int = 2
+                 ) -> tuple[torch.Tensor, bool]:
+    """CUDA: ``fn(static_x)`` captured in a ``torch.cuda.CUDAGraph`` (after ``warmup`` calls on a side stream,
+    as torch asks, so plans, compilation and tuning stay outside the capture), then replayed with
+    ``new_x``'s values copied into ``static_x``.  Returns the graph's output (replayed on ``new_x``) and
+    whether it equals an eager ``fn(new_x)`` bit for bit: a kernel that skips work on a replay, reads a
+    host-side copy of its input or launches outside the captured stream gives False (or fails the capture).
+    ``static_x`` is overwritten; call under ``torch.no_grad()`` for a module."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = fn(static_x)
+    static_x.copy_(new_x)
+    graph.replay()
+    return static_y, bool(torch.equal(static_y, fn(new_x)))
 
 
 def check_streams(impl: ConvImpl, case: ConvCase, precision: str | None, device) -> None:
