@@ -15,7 +15,7 @@
 #   jax        python -m fastconv verify jax                 jax.lax.conv_general_dilated via DLPack
 #
 # Hypothesis examples are capped (--max-examples) and each step has a timeout, so the run ends within 7 minutes; each step's full log
-# (with Hypothesis' shrunk falsifying examples) goes to OUTDIR/<step>.txt; a summary line per step is last.
+# (with Hypothesis' shrunk falsifying examples) goes to OUTDIR/<step>.log; a summary line per step is last.
 # STEPS="seed jax" runs a subset.
 set -u
 cd "$(dirname "$0")/.."
@@ -23,26 +23,16 @@ export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT=${1:-out/gpu_outside}
 STEPS=${STEPS:-"fastconv seed seed-half inductor jax"}
 mkdir -p "$OUT"
-SUMMARY=()
+: >"$OUT/summary.txt"
 VERIFY=(python -m fastconv verify)
 
-step() {  # name timeout-seconds command...
-    local name=$1 limit=$2
-    shift 2
-    case " $STEPS " in *" $name "*) ;; *) return ;; esac
-    echo "=================== $name: $*"
-    local t0=$SECONDS
-    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
-    local rc=$?
-    grep -E "^(FAILED|ERROR|SKIPPED)|Falsifying|^E +(IntegrityError|AssertionError|RuntimeError|TypeError)|not claimed|passed|failed" \
-        "$OUT/$name.txt" | head -n 40
-    local last
-    last=$(grep -E "[0-9]+ (passed|failed)|error" "$OUT/$name.txt" | tail -n 1)
-    SUMMARY+=("$(printf '%-9s exit %-3s %4ss  %s' "$name" "$rc" "$((SECONDS - t0))" "${last:0:140}")")
-}
+# shared: step NAME LIMIT COMMAND... (selected by $STEPS), note LINE
+source scripts/step.sh
+STEP_PATTERN="[0-9]+ (passed|failed)|error"
+STEP_SHOW="^(FAILED|ERROR|SKIPPED)|Falsifying|^E +(IntegrityError|AssertionError|RuntimeError|TypeError)|not claimed|passed|failed"
 
 if [ ! -f .outside/seed.py ]; then
-    SUMMARY+=("seed      skipped: no .outside/seed.py (run scripts/extract_seed.py and carry .outside)")
+    note "seed      skipped: no .outside/seed.py (run scripts/extract_seed.py and carry .outside)"
     STEPS=${STEPS//seed-half/}
     STEPS=${STEPS//seed/}
 fi
@@ -57,4 +47,4 @@ step jax 50 "${VERIFY[@]}" jax --profile gpu --max-examples 6 --no-bench
 
 echo
 echo "=================== summary ($OUT)"
-printf '%s\n' "${SUMMARY[@]}"
+cat "$OUT/summary.txt"

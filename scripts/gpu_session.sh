@@ -33,22 +33,11 @@ export OUT
 OUT=$(mktemp -d /tmp/gpu_session.XXXX)
 mkdir -p "$RESULTS"
 LOG="$OUT/session.log"
-STEP_SECONDS=0
 
-step() {  # name timeout-seconds command...   (its output: $OUT/<name>.log; a summary line: $OUT/summary.txt)
-    local name=$1 limit=$2
-    shift 2
-    echo "=================== $name ($(date +%T), limit ${limit}s): $*" | tee -a "$LOG"
-    local t0=$SECONDS
-    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?
-    STEP_SECONDS=$((SECONDS - t0))
-    local last
-    last=$(grep -aE "passed|failed|PASS|FAIL|within 5%|geomean|cold|killed|all checks" "$OUT/$name.log" | tail -n 2 \
-        | tr '\n' ' ')
-    printf '%-12s exit %-3s %4ss  %s\n' "$name" "$rc" "$STEP_SECONDS" "${last:0:220}" >>"$OUT/summary.txt"
-    return $rc
-}
+# shared: step NAME LIMIT COMMAND..., every step runs here ($STEPS is for the scripts a step runs)
+unset STEPS
+source scripts/step.sh
+STEP_PATTERN="passed|failed|PASS|FAIL|within 5%|geomean|cold|killed|all checks"
 
 # (--times-log: a line per finished test, so a property run cut by its limit still shows where the time went)
 PROPS=(python -m pytest properties -q -p no:cacheprovider --hypothesis-profile gpu --durations 12)
@@ -72,7 +61,7 @@ checks)
 speed)
     step bench 170 python -m fastconv bench --quick --no-seed --out "$OUT/bench"
     step baseline 110 "${BENCH[@]}" --benchmark-json="$OUT/baseline_h200.json"
-    SEED_TIMEOUT=200 SEED_EXAMPLES=3 STEPS="seed" step outside 220 bash scripts/gpu_outside.sh "$OUT/outside"
+    SEED_TIMEOUT=200 SEED_EXAMPLES=3 step outside 220 env STEPS="seed" bash scripts/gpu_outside.sh "$OUT/outside"
     ;;
 first)
     step fit 240 python scripts/fit_heuristic.py --max-minutes 3
@@ -91,7 +80,7 @@ gpus-check)
     (
         step units 140 "${UNITS[@]}" -n 8
         CUDA_VISIBLE_DEVICES=$last_gpu SEED_TIMEOUT=${SEED_TIMEOUT:-300} SEED_EXAMPLES=${SEED_EXAMPLES:-3} \
-            STEPS="seed seed-half" step outside 360 bash scripts/gpu_outside.sh "$OUT/outside"
+            step outside 360 env STEPS="seed seed-half" bash scripts/gpu_outside.sh "$OUT/outside"
     ) &
     step props_cold "${PROPS_LIMIT:-500}" "${PROPS[@]}" -n "${PROPS_WORKERS:-20}" \
         --times-log "$OUT/props_cold.times.jsonl" --hypothesis-seed "${PROPS_SEED:-2026}"

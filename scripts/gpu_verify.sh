@@ -11,7 +11,7 @@
 # 4. the host cost of one call (scripts/host_overhead.py)
 # 5. (not in the default STEPS: STEPS=torchop) fastconv under torch.compile / export / CUDA graphs / autocast on
 #    a converted ResNet-18, and the host cost the torch op registration adds (scripts/gpu_torch_op.py, 2-3 min)
-# Each step's full output goes to OUTDIR/<step>.txt; a one-line summary per step is printed last.
+# Each step's full output goes to OUTDIR/<step>.log; a one-line summary per step is printed last.
 # STEPS="compare demo" runs a subset.
 set -u
 cd "$(dirname "$0")/.."
@@ -19,21 +19,12 @@ export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT=${1:-out/gpu_verify}
 STEPS=${STEPS:-"compare demo units configs host"}
 mkdir -p "$OUT"
-SUMMARY=()
+: >"$OUT/summary.txt"
 
-step() {  # name timeout-seconds command...
-    local name=$1 limit=$2
-    shift 2
-    case " $STEPS " in *" $name "*) ;; *) return ;; esac
-    echo "=================== $name: $*"
-    local t0=$SECONDS
-    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
-    local rc=$?
-    tail -n 25 "$OUT/$name.txt"
-    local last
-    last=$(grep -E "passed|failed|error|all checks|PASS|FAIL|us/call" "$OUT/$name.txt" | tail -n 2 | tr '\n' ' ')
-    SUMMARY+=("$(printf '%-8s exit %-3s %4ss  %s' "$name" "$rc" "$((SECONDS - t0))" "${last:0:150}")")
-}
+# shared: step NAME LIMIT COMMAND... (selected by $STEPS), note LINE
+source scripts/step.sh
+STEP_PATTERN="passed|failed|error|all checks|PASS|FAIL|us/call"
+STEP_SHOW="."  # the last 40 lines of each step
 
 latest_baseline() {  # the newest committed baseline recorded on this GPU
     python - <<'PY'
@@ -47,7 +38,7 @@ PY
 BENCH=(python -m pytest -m benchmark benchmarks/ --bench-quick -p no:cacheprovider)
 base=$(latest_baseline)
 if [ -z "$base" ]; then
-    SUMMARY+=("compare  skipped: no committed baseline for this GPU")
+    note "compare  skipped: no committed baseline for this GPU"
     STEPS=${STEPS//compare/}
 fi
 # save: a new baseline (benchmarks/baselines/<machine>/NNNN_h100.json), compared with the previous one
@@ -66,4 +57,4 @@ step torchop 400 python scripts/gpu_torch_op.py
 
 echo
 echo "=================== summary ($OUT)"
-printf '%s\n' "${SUMMARY[@]}"
+cat "$OUT/summary.txt"
