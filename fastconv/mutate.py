@@ -95,15 +95,6 @@ CATALOGUE: tuple[Mutant, ...] = (
     _m("igemm-channel-mask-from-c-in", "igemm", IG, "EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS",
        "EVEN_K=p.c_in % bk == 0, HAS_BIAS",
        "wrong config for a shape: the unmasked K loop chosen from all input channels, not those of a group"),
-    # -- igemm: split-K ----------------------------------------------------------------------------------------
-    _m("igemm-split-k-slice-weights-from-zero", "igemm", IG,
-       "b_ptrs = w_cols[None, :] + (it_begin * BLOCK_K + offs_k)[:, None]",
-       "b_ptrs = w_cols[None, :] + offs_k[:, None]",
-       "split-K: every K slice reads the weights of the first slice"),
-    _m("igemm-split-k-reduce-drops-last-slice", "igemm", IG, "for s in range(1, SPLITS):",
-       "for s in range(1, SPLITS - 1):", "split-K: the reduction skips the last slice's partial sums"),
-    _m("igemm-split-k-bias-in-every-slice", "igemm", IG, "        p = p.replace(has_bias=False)\n",
-       "        pass\n", "split-K: every slice adds a bias (read from the wrong tensor), and the reduction again"),
     # -- igemm: groups, bias, rounding -------------------------------------------------------------------------
     _m("igemm-input-group-offset", "igemm", IG, "(g * C_IN_G).to(tl.int64) * stride_xc  # [BLOCK_M]",
        "(g * C_OUT_G).to(tl.int64) * stride_xc  # [BLOCK_M]", "wrong group offset for the input"),

@@ -39,13 +39,11 @@ def test_every_config_matches_reference(conv_impl, data):
 
 
 # Every config in each float32 arithmetic on fixed problems: one per K-loop order of the implicit GEMM (a
-# config that rounds the activation in the loop runs only with "tf32"), a depthwise and a 1x1 one, and one
-# whose grid is small and K loop long enough for split-K variants (25 K steps: two slices of 13 and 12).
+# config that rounds the activation in the loop runs only with "tf32"), a depthwise and a 1x1 one.
 FIXED = [ConvCase(ConvProblem.make(1, 16, 4, 5, 6, 3, 1, 1, has_bias=True), seed=21),
          ConvCase(ConvProblem.make(1, 3, 4, 5, 6, (3, 2), 1, (1, 0), (1, 2)), seed=22, layout="nhwc"),
          ConvCase(ConvProblem.make(1, 4, 4, 5, 5, 3, 1, 1, groups=4), seed=23),
-         ConvCase(ConvProblem.make(1, 8, 4, 4, 5, 1, has_bias=True), seed=24),
-         ConvCase(ConvProblem.make(1, 32, 6, 3, 4, 5, 1, 2, has_bias=True), seed=25, layout="nhwc")]
+         ConvCase(ConvProblem.make(1, 8, 4, 4, 5, 1, has_bias=True), seed=24)]
 
 
 @pytest.mark.parametrize("precision", FLOAT32_PRECISIONS)

@@ -15,7 +15,7 @@ from fastconv import functional
 from fastconv.dispatch import select_kernel
 from fastconv.kernels import REGISTRY
 from fastconv.kernels.common import packed_weight, round_tf32_torch
-from fastconv.kernels.config import KernelConfig, table
+from fastconv.kernels.config import KernelConfig
 from fastconv.problem import ConvProblem
 from fastconv.testing import assert_conv_close, with_layout
 from fastconv.tuning import autotuner
@@ -176,70 +176,6 @@ def test_huge_samples_leave_the_32_bit_in_sample_kernels():
     p = ConvProblem.make(1, 64, 64, 8192, 4097, 3)  # 64*8192*4097 > 2**31 elements in one sample
     assert not REGISTRY["igemm"].supports(p, "tf32")
     assert select_kernel(p, "tf32", "auto").name == "direct"
-
-
-# -- split-K --------------------------------------------------------------------------------------------------
-def _splits(p: ConvProblem, precision="tf32") -> dict[str, int]:
-    return {c.without("SPLIT_K").name(): c["SPLIT_K"] for c in REGISTRY["igemm"].configs(p, precision)
-            if "SPLIT_K" in c.kwargs}
-
-
-def test_split_k_variants_only_for_small_grids_with_long_k_loops():
-    from fastconv.kernels.igemm import _k_iters, split_k_of
-
-    rule = table("igemm")["split_k"]
-    late = ConvProblem.make(1, 512, 512, 7, 7, 3, padding=1)  # ResNet layer 4 at batch 1: 49 x 512, K 4608
-    big = ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3))  # the seed's: 2M x 64
-    short = ConvProblem.make(1, 16, 16, 7, 7, 3, padding=1)  # 9 K steps: too few to cut
-    assert not _splits(big) and not _splits(short)
-    variants = _splits(late)
-    assert variants, "a one-program-per-SM-at-most grid with 144+ K steps gets split-K variants"
-    for cfg in REGISTRY["igemm"].configs(late, "tf32"):
-        if "SPLIT_K" not in cfg.kwargs:
-            continue
-        n, steps = cfg["SPLIT_K"], _k_iters(late, cfg["BLOCK_K"])
-        per = -(-steps // n)
-        assert n == split_k_of(late, cfg) > 1 and (n - 1) * per < steps, "no slice is empty"
-        assert per >= rule["min_steps"] or n == min(rule["splits"])
-    configs = REGISTRY["igemm"].configs(late, "tf32")
-    first_split = next(i for i, c in enumerate(configs) if "SPLIT_K" in c.kwargs)
-    assert all("SPLIT_K" in c.kwargs for c in configs[first_split:]), "split variants come after every tile"
-
-
-def test_the_untimed_choice_never_picks_an_unmeasured_split_variant():
-    late = ConvProblem.make(8, 512, 512, 7, 7, 3, padding=1)
-    configs = REGISTRY["igemm"].configs(late, "tf32")
-    assert any("SPLIT_K" in c.kwargs for c in configs)
-    for arch in ("sm_90", None):  # the packaged table, and the rule of a GPU the table does not know
-        pick = autotuner.heuristic_pick("igemm", late, "tf32", "nchw", configs, arch, 132)
-        assert "SPLIT_K" not in pick.kwargs, (arch, pick)
-
-
-@pytest.mark.parametrize("shape, kwargs, dtype, precision, layout", [
-    ((1, 64, 5, 5), dict(weight=(32, 64, 3, 3), padding=1, bias=True), torch.float32, "ieee", "nchw"),
-    ((2, 64, 4, 6), dict(weight=(48, 32, 3, 3), stride=2, padding=1, groups=2, bias=True), torch.float32, "tf32",
-     "nhwc"),
-    ((1, 32, 5, 5), dict(weight=(16, 32, 3, 3), padding=1, bias=True), torch.float64, None, "nhwc"),
-    ((1, 64, 4, 6), dict(weight=(16, 64, 3, 3), padding=(1, 0), dilation=(1, 2)), torch.bfloat16, None, "nchw"),
-])
-def test_split_k_variants_match_the_reference_and_repeat_bit_for_bit(shape, kwargs, dtype, precision, layout):
-    kw = dict(kwargs)
-    wshape, has_bias = kw.pop("weight"), kw.pop("bias", False)
-    g = torch.Generator().manual_seed(7)
-    x = torch.randn(shape, generator=g, dtype=torch.float32).to(dtype)
-    x = with_layout(x, layout).to(DEVICE)
-    w = torch.randn(wshape, generator=g).to(dtype).to(DEVICE)
-    b = torch.randn(wshape[0], generator=g).to(dtype).to(DEVICE) if has_bias else None
-    p = fastconv.plan(x, w, b, **kw, backend="igemm", precision=precision)
-    splits = [c for c in REGISTRY["igemm"].configs(p.problem, p.precision) if "SPLIT_K" in c.kwargs]
-    assert splits, p.problem.short()
-    for cfg in splits[:2]:
-        with autotuner.forced_config("igemm", cfg):
-            y = fastconv.conv2d(x, w, b, **kw, backend="igemm", precision=precision)
-            again = fastconv.conv2d(x, w, b, **kw, backend="igemm", precision=precision)
-        assert torch.equal(y, again), f"{cfg.name()}: the slices are added in a fixed order"
-        assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "nhwc")
-        assert_conv_close(y, x, w, b, **kw, precision=precision)
 
 
 # -- repeated calls of one plan: the launch fast path -------------------------------------------------------

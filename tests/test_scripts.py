@@ -58,16 +58,3 @@ def test_the_session_scripts_parse_and_use_the_shared_step(script):
     text = (ROOT / "scripts" / script).read_text()
     assert "source scripts/step.sh" in text and "\nstep() {" not in text
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)]).returncode == 0
-
-
-def test_split_k_candidates_lists_the_recorded_small_grids(capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("split_k_candidates", ROOT / "scripts" / "split_k_candidates.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main([]) == 0
-    out = capsys.readouterr().out.splitlines()
-    listed = int(out[0].split()[0])
-    assert listed == len(out) - 2 > 0
-    assert "8x512x7x7 -> 512, k3x3" in "\n".join(out), "ResNet layer 4 at batch 8: 32 programs of the best tile"

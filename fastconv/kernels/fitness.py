@@ -36,9 +36,8 @@ def mode_of(dtype: str, precision: str) -> str:
 
 
 def entry_key(kernel: str, mode: str, config: KernelConfig | str, target: str) -> tuple[str, str, str, str]:
-    """What identifies a recorded config.  Wrapper-level choices (``PREP``; ``SPLIT_K``, a runtime argument)
-    are not part of the binary."""
-    name = config.without("PREP", "SPLIT_K").name() if isinstance(config, KernelConfig) else config
+    """What identifies a recorded config.  Wrapper-level choices (``PREP``) are not part of the binary."""
+    name = config.without("PREP").name() if isinstance(config, KernelConfig) else config
     return (kernel, mode, name, target)
 
 

@@ -20,12 +20,6 @@ want it.  Two K orders exist:
 Accumulation is fp32 (fp64 for float64 operands); bias is added in the epilogue; the output is written
 through its strides in the memory format torch would return.  Offsets are 64-bit where tensors may pass
 2**31 elements.
-
-Split-K (config key ``SPLIT_K``, for grids too small to fill the GPU: late ResNet layers, batch 1): grid axis 2
-cuts the K loop into slices; each slice writes its partial sums (fp32, no bias) to its plane of a workspace
-``(SPLIT_K, M, C_out)``, and ``splitk_reduce_kernel`` adds the planes in slice order (so a result never
-depends on the schedule), adds the bias and stores the output.  The slice count and length are runtime
-arguments: a split variant runs its tile's binary.
 """
 
 from __future__ import annotations
@@ -45,8 +39,7 @@ from .common import NhwcPass, WeightPack, round_tf32
 from .config import KernelConfig, configs_of, table
 from .launch import FastLaunch, cdiv, next_pow2
 
-__all__ = ["igemm_conv2d_kernel", "splitk_reduce_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE",
-           "smem_bytes", "split_k_of"]
+__all__ = ["igemm_conv2d_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE", "smem_bytes"]
 
 
 @triton.jit
@@ -93,7 +86,7 @@ def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ACC_FP64: tl.constex
 # C_OUT_G through the group offsets, M / OH / OW through the output masks, every tensor stride) keep
 # Triton's specialisation.
 _GEOMETRY = ("H", "W", "K_ITERS", "C_ITERS", "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h",
-             "dil_w", "KH", "KW", "K_PER_SPLIT", "stride_ys")
+             "dil_w", "KH", "KW")
 
 
 @triton.jit(do_not_specialize=_GEOMETRY)
@@ -105,7 +98,6 @@ def igemm_conv2d_kernel(
     stride_yn, stride_yc, stride_yh, stride_yw,
     conv_stride_h, conv_stride_w, pad_h, pad_w, dil_h, dil_w,
     KH, KW,  # runtime: they bound the tap loop and divide the tap index, nothing is unrolled over them
-    K_PER_SPLIT, stride_ys,  # split-K: K steps per program along axis 2, and the partial sums' split stride
     FLAT_K: tl.constexpr,  # decode k per element (small C_in/groups)
     EVEN_K: tl.constexpr,  # C_in/groups % BLOCK_K == 0: no channel mask
     HAS_BIAS: tl.constexpr,
@@ -115,14 +107,9 @@ def igemm_conv2d_kernel(
     ACC_FP64: tl.constexpr,  # float64 operands: accumulate in float64
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    # -- map program ids: axis 0 walks (M tile, N tile) with N fastest, so neighbours share A; axis 1 = group;
-    # axis 2 = the slice of the K loop (split-K: each slice writes its partial sums to its own plane of a
-    # float32 workspace passed as y, without bias, and splitk_reduce_kernel adds them; one slice: the output)
+    # -- map program ids: axis 0 walks (M tile, N tile) with N fastest, so neighbours share A; axis 1 = group
     pid = tl.program_id(0)
     g = tl.program_id(1)
-    split = tl.program_id(2)
-    it_begin = split * K_PER_SPLIT
-    it_end = tl.minimum(it_begin + K_PER_SPLIT, K_ITERS)
     num_pid_n = tl.cdiv(C_OUT_G, BLOCK_N)
     pid_m = pid // num_pid_n
     pid_n = pid % num_pid_n
@@ -148,7 +135,7 @@ def igemm_conv2d_kernel(
     if FLAT_K:
         # -- K loop, flat: k -> (kh, kw, ci) per element ------------------------------------------------------
         K_TOTAL = KH * KW * C_IN_G
-        for it in range(it_begin, it_end):
+        for it in range(0, K_ITERS):
             kk = it * BLOCK_K + offs_k
             k_ok = kk < K_TOTAL
             ci = kk % C_IN_G
@@ -168,8 +155,8 @@ def igemm_conv2d_kernel(
         # tap-(0, 0) coordinates against the tap's shifted bounds.  (Offsets within one sample are 32-bit:
         # supports() sends samples of 2**31 elements or more elsewhere.)
         x_rows0 = x_rows + ih0.to(tl.int64) * stride_xh + iw0.to(tl.int64) * stride_xw
-        b_ptrs = w_cols[None, :] + (it_begin * BLOCK_K + offs_k)[:, None]
-        for it in range(it_begin, it_end):
+        b_ptrs = w_cols[None, :] + offs_k[:, None]
+        for it in range(0, K_ITERS):
             a_ptrs, row_ok = _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW, dil_h, dil_w,
                                        stride_xh, stride_xw, stride_xc, BLOCK_K)
             if EVEN_K:  # K advances by exactly BLOCK_K per step: the B pointers just move on
@@ -190,38 +177,8 @@ def igemm_conv2d_kernel(
         acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(acc.dtype)[None, :]
     y_row = nb.to(tl.int64) * stride_yn + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
     y_col = (g * C_OUT_G + offs_n).to(tl.int64) * stride_yc
-    y_ptrs = y_ptr + split.to(tl.int64) * stride_ys + y_row[:, None] + y_col[None, :]
+    y_ptrs = y_ptr + y_row[:, None] + y_col[None, :]
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-
-
-@triton.jit
-def splitk_reduce_kernel(
-    ws_ptr, b_ptr, y_ptr,
-    M, C_OUT, OH, OW, SPLITS, stride_ys,
-    stride_yn, stride_yc, stride_yh, stride_yw,
-    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):
-    """out[m, n] = sum over the split-K slices s = 0, 1, ... (in that order: the result does not depend on
-    the schedule) of ws[s, m, n], plus bias, cast, stored through the output's strides.  ``ws``: float32
-    (float64 for float64 operands), ``(SPLITS, M, C_OUT)`` contiguous."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_mask = offs_m < M
-    n_mask = offs_n < C_OUT
-    mask = m_mask[:, None] & n_mask[None, :]
-    ws_ptrs = ws_ptr + offs_m.to(tl.int64)[:, None] * C_OUT + offs_n[None, :]
-    acc = tl.load(ws_ptrs, mask=mask, other=0.0)
-    for s in range(1, SPLITS):
-        acc += tl.load(ws_ptrs + s * stride_ys, mask=mask, other=0.0)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(acc.dtype)[None, :]
-    ow = offs_m % OW
-    t = offs_m // OW
-    oh = t % OH
-    nb = t // OH
-    y_ptrs = (y_ptr + (nb.to(tl.int64) * stride_yn + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw)[:, None]
-              + offs_n.to(tl.int64)[None, :] * stride_yc)
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -364,41 +321,14 @@ def _clamped_tiles(p: ConvProblem, precision: Precision, clamp_k: bool, limit: i
     return out
 
 
-def split_k_of(p: ConvProblem, cfg: KernelConfig) -> int:
-    """How many K slices a split-K variant of tile ``cfg`` gets on ``p`` (1: none), by the table's rule
-    (``tables/igemm.json``, ``split_k``): only a grid under ``min_programs`` programs is split, into the
-    smallest count that fills it whose slices keep ``min_steps`` K steps (else the largest that keeps them);
-    no slice is empty."""
-    rule = table("igemm")["split_k"]
-    programs = cdiv(p.gemm_m, cfg["BLOCK_M"]) * cdiv(p.c_out_per_group, cfg["BLOCK_N"]) * p.groups
-    steps = _k_iters(p, cfg["BLOCK_K"])
-    if programs >= rule["min_programs"]:
-        return 1
-    usable = [s for s in rule["splits"] if steps >= s * rule["min_steps"]
-              and s * p.gemm_m * p.c_out < 2**31]  # the reduction's offsets are 32-bit
-    if not usable:
-        return 1
-    want = next((s for s in usable if programs * s >= rule["min_programs"]), usable[-1])
-    return cdiv(steps, cdiv(steps, want))  # as many slices as the K steps per slice give: none empty
-
-
 def _igemm_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
-    """The clamped tiles, each with its input pass (``PREP``), then a split-K variant (``SPLIT_K``) of each
-    tile whose grid is too small for the GPU (after all the others, so untimed choices that fall back on
-    the candidates' order never pick one unmeasured)."""
     precision = Precision(precision)
     # PREP=1 and PREP=0 are the same launch when the input is already NHWC and needs no TF32 rounding
     preps = (1,) if p.channels_last and not precision.rounds_to_tf32 else (1, 0)
     if precision == "tf32x3":  # split operands read K-strided from NCHW spill (static gate, sm_89): NHWC only
         preps = (1,)
-    tiles = _clamped_tiles(p, precision, not _flat_k(p), limit)
-    out = [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages) for c in tiles for prep in preps]
-    for c in tiles:
-        splits = split_k_of(p, c)
-        if splits > 1:
-            out.append(KernelConfig(c.blocks + (("PREP", preps[0]), ("SPLIT_K", splits)), c.num_warps,
-                                    c.num_stages))
-    return out
+    return [KernelConfig(c.blocks + (("PREP", prep),), c.num_warps, c.num_stages)
+            for c in _clamped_tiles(p, precision, not _flat_k(p), limit) for prep in preps]
 
 
 def _pointwise_configs(p: ConvProblem, precision: str, limit: int | None = None) -> list[KernelConfig]:
@@ -423,30 +353,18 @@ def _dot_constexprs(p: ConvProblem, precision: Precision, upcast: bool) -> dict:
     return dict(PRECISION=dot, UPCAST=upcast and half, ACC_FP64=p.dtype == "float64")
 
 
-def _k_iters(p: ConvProblem, block_k: int) -> int:
-    """Steps of the K loop: flat K in BLOCK_K chunks, or (tap, channel block) pairs."""
-    return cdiv(p.gemm_k, block_k) if _flat_k(p) else p.kh * p.kw * cdiv(p.c_in_per_group, block_k)
-
-
 def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: Precision, blocks: dict, round_a: bool,
-                upcast: bool, splits: int = 1) -> dict:
-    """Every argument of ``igemm_conv2d_kernel`` by name, for a launch (and for the static gate).  With
-    ``splits`` > 1, ``out`` is the split-K workspace (:func:`_workspace`) and the bias is left to the
-    reduction."""
+                upcast: bool) -> dict:
+    """Every argument of ``igemm_conv2d_kernel`` by name, for a launch (and for the static gate)."""
     sxn, sxc, sxh, sxw = xs.stride()
+    syn, syc, syh, syw = out.stride()
     bk = blocks["BLOCK_K"]
     flat = _flat_k(p)
     c_iters = cdiv(p.c_in_per_group, bk)
-    if splits > 1:  # the workspace (SPLITS, M, C_out) seen as SPLITS NHWC outputs
-        syn, syc, syh, syw, sys_ = p.oh * p.ow * p.c_out, 1, p.ow * p.c_out, p.c_out, p.gemm_m * p.c_out
-        p = p.replace(has_bias=False)
-    else:
-        (syn, syc, syh, syw), sys_ = out.stride(), 0
     return dict(
         x_ptr=xs, w_ptr=wp, b_ptr=bias if bias is not None else wp, y_ptr=out,
         M=p.gemm_m, H=p.h, W=p.w, C_IN_G=p.c_in_per_group, C_OUT_G=p.c_out_per_group, OH=p.oh, OW=p.ow,
         K_ITERS=cdiv(p.gemm_k, bk) if flat else p.kh * p.kw * c_iters, C_ITERS=c_iters,
-        K_PER_SPLIT=cdiv(_k_iters(p, bk), splits), stride_ys=sys_,
         stride_xn=sxn, stride_xc=sxc, stride_xh=sxh, stride_xw=sxw, stride_wn=wp.stride(0),
         stride_yn=syn, stride_yc=syc, stride_yh=syh, stride_yw=syw,
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
@@ -463,51 +381,22 @@ def _igemm_grid(p: ConvProblem, blocks: dict) -> tuple[int, int]:
 _PTRS = ("x_ptr", "w_ptr", "b_ptr", "y_ptr")
 
 
-_REDUCE_BLOCK = {"BLOCK_M": 64, "BLOCK_N": 64}
-
-
-def _workspace(p: ConvProblem, splits: int, device) -> torch.Tensor:
-    """The split-K partial sums, ``(splits, M, C_out)``: float64 for float64 operands, else float32."""
-    dtype = torch.float64 if p.dtype == "float64" else torch.float32
-    return torch.empty((splits, p.gemm_m, p.c_out), dtype=dtype, device=device)
-
-
-def _reduce_args(ws, bias, out, p: ConvProblem) -> dict:
-    """Every argument of ``splitk_reduce_kernel`` by name."""
-    syn, syc, syh, syw = out.stride()
-    return dict(ws_ptr=ws, b_ptr=bias if bias is not None else ws, y_ptr=out, M=p.gemm_m, C_OUT=p.c_out,
-                OH=p.oh, OW=p.ow, SPLITS=ws.shape[0], stride_ys=ws.stride(0), stride_yn=syn, stride_yc=syc,
-                stride_yh=syh, stride_yw=syw, HAS_BIAS=p.has_bias, **_REDUCE_BLOCK)
-
-
 def _igemm_launcher(p: ConvProblem, precision: str, config: KernelConfig):
     precision = Precision(precision)
     tf32 = precision.rounds_to_tf32
     blocks = config.kwargs
     prep = blocks.pop("PREP", 1)
-    splits = blocks.pop("SPLIT_K", 1)
     upcast = dot_upcast()
     nhwc = NhwcPass(round_to_tf32=tf32) if prep else None
     pack = WeightPack(round_to_tf32=tf32)
-    site = FastLaunch(igemm_conv2d_kernel, _igemm_grid(p, blocks) + (splits,), _PTRS,
+    site = FastLaunch(igemm_conv2d_kernel, _igemm_grid(p, blocks), _PTRS,
                       num_warps=config.num_warps, num_stages=config.num_stages)
-    if splits > 1:
-        reduce_site = FastLaunch(splitk_reduce_kernel, (cdiv(p.gemm_m, _REDUCE_BLOCK["BLOCK_M"]),
-                                                        cdiv(p.c_out, _REDUCE_BLOCK["BLOCK_N"])),
-                                 ("ws_ptr", "b_ptr", "y_ptr"), num_warps=4, num_stages=1)
 
     def launch(x, weight, bias, out) -> None:
         xs = nhwc(x) if nhwc is not None else x
         wp = pack(weight)
-        if splits == 1:
-            site((xs, wp, bias if bias is not None else wp, out),
-                 lambda: _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep,
-                                     upcast=upcast))
-            return
-        ws = _workspace(p, splits, out.device)
-        site((xs, wp, wp, ws), lambda: _igemm_args(xs, wp, None, ws, p, precision, blocks,
-                                                   round_a=tf32 and not prep, upcast=upcast, splits=splits))
-        reduce_site((ws, bias if bias is not None else ws, out), lambda: _reduce_args(ws, bias, out, p))
+        site((xs, wp, bias if bias is not None else wp, out),
+             lambda: _igemm_args(xs, wp, bias, out, p, precision, blocks, round_a=tf32 and not prep, upcast=upcast))
 
     return launch
 
@@ -602,8 +491,6 @@ def _igemm_static_variants() -> list[StaticVariant]:
             wp = meta_tensor((prob.c_out, prob.gemm_k), dtype)
             y = meta_tensor(prob.output_shape, dtype)
             for cfg in _igemm_configs(prob, precision, limit=TARGETS["sm_90"].max_shared_bytes):
-                if "SPLIT_K" in cfg.kwargs:  # the same binary as its tile (the slices are runtime arguments)
-                    continue
                 blocks = cfg.kwargs
                 prep = blocks.pop("PREP")
                 xs = meta_tensor(prob.input_shape, dtype, channels_last=True) if prep else x
@@ -618,15 +505,6 @@ def _igemm_static_variants() -> list[StaticVariant]:
                 if key not in seen:  # configs that compile to the same kernel are checked once
                     seen.add(key)
                     out.append(v)
-    # the split-K reduction (its slice count is a runtime argument: one binary per output dtype and bias)
-    prob = ConvProblem.make(1, 512, 512, 7, 7, 3, 1, 1, has_bias=True)
-    for dtype in ("float32", "float16", "bfloat16", "float64"):
-        p = prob.replace(dtype=dtype)
-        ws = meta_tensor((4, p.gemm_m, p.c_out), "float64" if dtype == "float64" else "float32")
-        args = _reduce_args(ws, meta_tensor((p.c_out,), dtype), meta_tensor(p.output_shape, dtype), p)
-        out.append(static_variant("igemm", splitk_reduce_kernel, args,
-                                  KernelConfig.of(num_warps=4, num_stages=1, **_REDUCE_BLOCK),
-                                  f"igemm split-K reduction {dtype}", tensor_core=False, mode=f"{dtype}/*"))
     return out
 
 
