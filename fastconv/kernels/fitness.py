@@ -26,7 +26,7 @@ import torch
 from ..env import cache_dir, triton_version
 from .config import KernelConfig, table
 
-__all__ = ["pruned", "record_of", "local_record_path", "device_target", "mode_of", "entry_key"]
+__all__ = ["pruned", "record_of", "local_record_path", "device_target", "mode_of", "entry_key", "binary_config"]
 
 
 def mode_of(dtype: str, precision: str) -> str:
@@ -36,10 +36,16 @@ def mode_of(dtype: str, precision: str) -> str:
 
 
 def entry_key(kernel: str, mode: str, config: KernelConfig | str, target: str) -> tuple[str, str, str, str]:
-    """What identifies a recorded config.  Wrapper-level choices (``PREP``; ``SPLIT_K``, a runtime argument)
-    are not part of the binary."""
-    name = config.without("PREP", "SPLIT_K").name() if isinstance(config, KernelConfig) else config
+    """What identifies a recorded config: its binary.  Wrapper-level choices (``PREP``) are not part of it, and
+    of ``SPLIT_K`` only whether there is one (the slice count is a runtime argument): any count keys as 1."""
+    name = binary_config(config).name() if isinstance(config, KernelConfig) else config
     return (kernel, mode, name, target)
+
+
+def binary_config(config: KernelConfig) -> KernelConfig:
+    """``config`` as the binary it compiles to (see :func:`entry_key`)."""
+    return KernelConfig(tuple((k, 1 if k == "SPLIT_K" else v) for k, v in config.blocks if k != "PREP"),
+                        config.num_warps, config.num_stages)
 
 
 def _index(entries: list[dict]) -> dict[tuple, str]:

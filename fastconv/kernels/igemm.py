@@ -24,8 +24,8 @@ through its strides in the memory format torch would return.  Offsets are 64-bit
 Split-K (config key ``SPLIT_K``, for grids too small to fill the GPU: late ResNet layers, batch 1): grid axis 2
 cuts the K loop into slices; each slice writes its partial sums (fp32, no bias) to its plane of a workspace
 ``(SPLIT_K, M, C_out)``, and ``splitk_reduce_kernel`` adds the planes in slice order (so a result never
-depends on the schedule), adds the bias and stores the output.  The slice count and length are runtime
-arguments: a split variant runs its tile's binary.
+depends on the schedule), adds the bias and stores the output.  ``SPLIT`` is a constexpr (a split variant
+is its own binary; the plain kernel is unchanged), the slice count and length are runtime arguments.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..problem import ConvProblem
 from .base import ConvKernel, StaticVariant, meta_tensor, register, static_variant
 from .common import NhwcPass, WeightPack, round_tf32
 from .config import KernelConfig, configs_of, table
+from .fitness import binary_config
 from .launch import FastLaunch, cdiv, next_pow2
 
 __all__ = ["igemm_conv2d_kernel", "splitk_reduce_kernel", "pointwise_conv2d_kernel", "IGEMM", "POINTWISE",
@@ -93,7 +94,7 @@ def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ACC_FP64: tl.constex
 # C_OUT_G through the group offsets, M / OH / OW through the output masks, every tensor stride) keep
 # Triton's specialisation.
 _GEOMETRY = ("H", "W", "K_ITERS", "C_ITERS", "conv_stride_h", "conv_stride_w", "pad_h", "pad_w", "dil_h",
-             "dil_w", "KH", "KW", "K_PER_SPLIT", "stride_ys")
+             "dil_w", "KH", "KW", "K_PER_SPLIT")
 
 
 @triton.jit(do_not_specialize=_GEOMETRY)
@@ -109,6 +110,7 @@ def igemm_conv2d_kernel(
     FLAT_K: tl.constexpr,  # decode k per element (small C_in/groups)
     EVEN_K: tl.constexpr,  # C_in/groups % BLOCK_K == 0: no channel mask
     HAS_BIAS: tl.constexpr,
+    SPLIT: tl.constexpr,  # split-K: this program computes one slice of the K loop (grid axis 2)
     ROUND_A: tl.constexpr,  # round the activation to TF32 in the loop (when it was not rounded before)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "tf32", "tf32x3" or "ieee"
     UPCAST: tl.constexpr,  # interpreter: half operands to fp32 before tl.dot
@@ -116,13 +118,19 @@ def igemm_conv2d_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # -- map program ids: axis 0 walks (M tile, N tile) with N fastest, so neighbours share A; axis 1 = group;
-    # axis 2 = the slice of the K loop (split-K: each slice writes its partial sums to its own plane of a
-    # float32 workspace passed as y, without bias, and splitk_reduce_kernel adds them; one slice: the output)
+    # with SPLIT, axis 2 = the slice of the K loop: each slice writes its partial sums to its own plane of a
+    # float32 workspace passed as y, without bias, and splitk_reduce_kernel adds them.  (A compile-time switch:
+    # without it the binary is the plain kernel's, whose registers the static gate has measured.)
     pid = tl.program_id(0)
     g = tl.program_id(1)
-    split = tl.program_id(2)
-    it_begin = split * K_PER_SPLIT
-    it_end = tl.minimum(it_begin + K_PER_SPLIT, K_ITERS)
+    if SPLIT:  # the loops still count from 0 (a runtime lower bound defeats Triton's pipeliner: spills)
+        split = tl.program_id(2)
+        it_begin = split * K_PER_SPLIT
+        n_steps = tl.minimum(K_PER_SPLIT, K_ITERS - it_begin)
+        y_ptr += split.to(tl.int64) * stride_ys
+    else:
+        it_begin = 0
+        n_steps = K_ITERS
     num_pid_n = tl.cdiv(C_OUT_G, BLOCK_N)
     pid_m = pid // num_pid_n
     pid_n = pid % num_pid_n
@@ -148,7 +156,8 @@ def igemm_conv2d_kernel(
     if FLAT_K:
         # -- K loop, flat: k -> (kh, kw, ci) per element ------------------------------------------------------
         K_TOTAL = KH * KW * C_IN_G
-        for it in range(it_begin, it_end):
+        for step in range(0, n_steps):
+            it = it_begin + step
             kk = it * BLOCK_K + offs_k
             k_ok = kk < K_TOTAL
             ci = kk % C_IN_G
@@ -169,7 +178,8 @@ def igemm_conv2d_kernel(
         # supports() sends samples of 2**31 elements or more elsewhere.)
         x_rows0 = x_rows + ih0.to(tl.int64) * stride_xh + iw0.to(tl.int64) * stride_xw
         b_ptrs = w_cols[None, :] + (it_begin * BLOCK_K + offs_k)[:, None]
-        for it in range(it_begin, it_end):
+        for step in range(0, n_steps):
+            it = it_begin + step
             a_ptrs, row_ok = _tap_tile(it, x_rows0, ih0, iw0, m_mask, offs_k, H, W, C_ITERS, KW, dil_h, dil_w,
                                        stride_xh, stride_xw, stride_xc, BLOCK_K)
             if EVEN_K:  # K advances by exactly BLOCK_K per step: the B pointers just move on
@@ -190,7 +200,7 @@ def igemm_conv2d_kernel(
         acc += tl.load(b_ptr + g * C_OUT_G + offs_n, mask=n_mask, other=0.0).to(acc.dtype)[None, :]
     y_row = nb.to(tl.int64) * stride_yn + oh.to(tl.int64) * stride_yh + ow.to(tl.int64) * stride_yw
     y_col = (g * C_OUT_G + offs_n).to(tl.int64) * stride_yc
-    y_ptrs = y_ptr + split.to(tl.int64) * stride_ys + y_row[:, None] + y_col[None, :]
+    y_ptrs = y_ptr + y_row[:, None] + y_col[None, :]
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
@@ -437,8 +447,8 @@ def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: Precision, blocks:
     bk = blocks["BLOCK_K"]
     flat = _flat_k(p)
     c_iters = cdiv(p.c_in_per_group, bk)
-    if splits > 1:  # the workspace (SPLITS, M, C_out) seen as SPLITS NHWC outputs
-        syn, syc, syh, syw, sys_ = p.oh * p.ow * p.c_out, 1, p.ow * p.c_out, p.c_out, p.gemm_m * p.c_out
+    if splits > 1:  # the workspace (SPLITS, M, C_out) seen as SPLITS NHWC outputs, planes 16-aligned
+        syn, syc, syh, syw, sys_ = p.oh * p.ow * p.c_out, 1, p.ow * p.c_out, p.c_out, out.stride(0)
         p = p.replace(has_bias=False)
     else:
         (syn, syc, syh, syw), sys_ = out.stride(), 0
@@ -452,7 +462,7 @@ def _igemm_args(xs, wp, bias, out, p: ConvProblem, precision: Precision, blocks:
         conv_stride_h=p.stride_h, conv_stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
         dil_h=p.dil_h, dil_w=p.dil_w,
         KH=p.kh, KW=p.kw, FLAT_K=flat, EVEN_K=p.c_in_per_group % bk == 0, HAS_BIAS=p.has_bias,
-        ROUND_A=round_a, **_dot_constexprs(p, precision, upcast), **blocks,
+        SPLIT=splits > 1, ROUND_A=round_a, **_dot_constexprs(p, precision, upcast), **blocks,
     )
 
 
@@ -469,7 +479,8 @@ _REDUCE_BLOCK = {"BLOCK_M": 64, "BLOCK_N": 64}
 def _workspace(p: ConvProblem, splits: int, device) -> torch.Tensor:
     """The split-K partial sums, ``(splits, M, C_out)``: float64 for float64 operands, else float32."""
     dtype = torch.float64 if p.dtype == "float64" else torch.float32
-    return torch.empty((splits, p.gemm_m, p.c_out), dtype=dtype, device=device)
+    plane = cdiv(p.gemm_m * p.c_out, 16) * 16  # every plane 16-element aligned: the stores stay vectorised
+    return torch.empty((splits, plane), dtype=dtype, device=device)
 
 
 def _reduce_args(ws, bias, out, p: ConvProblem) -> dict:
@@ -593,26 +604,31 @@ def _igemm_static_variants() -> list[StaticVariant]:
     out, seen = [], set()
     for dtype, precision in modes():
         # the seed's problem (per-tap K order) in every mode; a stem layer (flat K order) in the two modes
-        # whose operand types differ (fp32 and 16-bit), as the K order changes only index arithmetic
+        # whose operand types differ (fp32 and 16-bit), as the K order changes only index arithmetic; a late
+        # ResNet layer at batch 2 (a small grid, a long K loop) for the split-K binaries, in every mode
         probs = [ConvProblem.make(8, 32, 64, 512, 512, (5, 9), 1, (2, 4), (2, 3), dtype=dtype, has_bias=True)]
         if precision == "tf32" or dtype == "bfloat16":
             probs.append(ConvProblem.make(32, 3, 64, 224, 224, 7, 2, 3, dtype=dtype, has_bias=True))
+        split_prob = ConvProblem.make(2, 256, 256, 7, 7, 3, 1, 1, dtype=dtype, has_bias=True)
+        probs.append(split_prob)
         for prob in probs:
             x = meta_tensor(prob.input_shape, dtype)
             wp = meta_tensor((prob.c_out, prob.gemm_k), dtype)
-            y = meta_tensor(prob.output_shape, dtype)
             for cfg in _igemm_configs(prob, precision, limit=TARGETS["sm_90"].max_shared_bytes):
-                if "SPLIT_K" in cfg.kwargs:  # the same binary as its tile (the slices are runtime arguments)
-                    continue
                 blocks = cfg.kwargs
                 prep = blocks.pop("PREP")
+                splits = blocks.pop("SPLIT_K", 1)
+                if (splits > 1) != (prob is split_prob):  # the plain binaries come from the problems above
+                    continue
+                y = _workspace(prob, splits, "meta") if splits > 1 else meta_tensor(prob.output_shape, dtype)
                 xs = meta_tensor(prob.input_shape, dtype, channels_last=True) if prep else x
                 args = _igemm_args(xs, wp, meta_tensor((prob.c_out,), dtype), y, prob, precision, blocks,
-                                   round_a=precision.rounds_to_tf32 and not prep, upcast=False)
-                kcfg = cfg.without("PREP")
+                                   round_a=precision.rounds_to_tf32 and not prep, upcast=False, splits=splits)
+                kcfg = binary_config(cfg)
                 v = static_variant(
                     "igemm", igemm_conv2d_kernel, args, kcfg,
-                    f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}{'' if prep else ' nchw-in-place'}",
+                    f"igemm {dtype}/{precision} k{prob.kh}x{prob.kw} cin{prob.c_in}{'' if prep else ' nchw-in-place'}"
+                    f"{' split-K' if splits > 1 else ''}",
                     tensor_core=precision.tensor_cores, targets=_targets(kcfg, prob), mode=f"{dtype}/{precision}")
                 key = (tuple(sorted(v.signature.items())), tuple(sorted(v.constexprs.items())), kcfg)
                 if key not in seen:  # configs that compile to the same kernel are checked once
@@ -622,7 +638,7 @@ def _igemm_static_variants() -> list[StaticVariant]:
     prob = ConvProblem.make(1, 512, 512, 7, 7, 3, 1, 1, has_bias=True)
     for dtype in ("float32", "float16", "bfloat16", "float64"):
         p = prob.replace(dtype=dtype)
-        ws = meta_tensor((4, p.gemm_m, p.c_out), "float64" if dtype == "float64" else "float32")
+        ws = _workspace(p, 4, "meta")
         args = _reduce_args(ws, meta_tensor((p.c_out,), dtype), meta_tensor(p.output_shape, dtype), p)
         out.append(static_variant("igemm", splitk_reduce_kernel, args,
                                   KernelConfig.of(num_warps=4, num_stages=1, **_REDUCE_BLOCK),
