@@ -167,6 +167,7 @@ def test_leave_one_out_with_a_palette_picks_only_from_it():
     assert {r["picked"] for r in free} == {A.name(), C.name()} and all(r["ratio"] == 1.0 for r in free)
     assert {r["picked"] for r in tight} == {B.name()}
     assert sorted(round(r["ratio"], 6) for r in tight) == [1.3] * 3 + [1.4] * 3
+    assert all(r["fitted_ratio"] == 1.0 for r in tight), "what the table ships knows no palette"
 
 
 def test_the_packaged_table_is_valid():

@@ -263,12 +263,12 @@ def leave_one_out(records: Sequence[dict], arch: str, which: Iterable[str] | Non
         if palette is not None:
             allowed = set(cover([r for r in model.groups.get(group, ()) if r.problem != rid], palette))
             offered = [c for c in candidates if c.name() in allowed] or candidates
+        ruled = rule_choice(p, candidates, sm_count)
         picked = model.choose(group, p, offered, exclude=rid)
         source = "heuristic"
         if picked is None:
-            picked, source = rule_choice(p, candidates, sm_count), "rule"
-        ruled = rule_choice(p, candidates, sm_count)
-        shipped = model.choose(group, p, offered) or ruled
+            picked, source = ruled, "rule"
+        shipped = model.choose(group, p, candidates) or ruled  # the table ships no palette
         best = min(times.values())
         out.append({"problem": rid, "short": p.short(), "layout": rec["layout"], "picked": picked.name(),
                     "ratio": times.get(picked.name(), math.inf) / best,
