@@ -136,12 +136,13 @@ def count_property_draws(profile: str, examples: int) -> list[dict]:
         drawn = _draw(impl_cases(impl, budget=table.get(impl.budget or "default", table["default"])), examples)
         keys: dict = {}
         launched, errors = 0, Counter()
+        backend = impl.name.split(":", 1)[1]
+        fixed = None if backend == "auto" else get_kernel(backend)
         with _recording(keys):
             for case, precision in drawn:
                 p = case.problem
                 prec = resolve_precision(p.dtype, precision, "cuda")
-                backend = impl.name.split(":", 1)[1]
-                kernel = select_kernel(p, prec) if backend == "auto" else get_kernel(backend)
+                kernel = fixed or select_kernel(p, prec)
                 try:
                     configs = kernel.configs(p, prec)
                     _launch_on_meta(kernel, p, prec, [_untimed_choice(kernel, p, prec, configs)])
